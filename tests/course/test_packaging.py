@@ -1,0 +1,67 @@
+"""The files around the package agree with each other."""
+
+import re
+import subprocess
+import sys
+
+import tomllib
+import yaml
+
+from .conftest import ROOT
+
+
+def _pyproject():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    project = _pyproject()["project"]
+    wanted = set(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted |= set(extra)
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    listed = {r for r in pip if not r.startswith("-")}
+    assert listed == wanted, \
+        f"only in pyproject: {sorted(wanted - listed)}; only in environment.yml: {sorted(listed - wanted)}"
+
+
+def test_dependencies_carry_lower_bounds_only():
+    for req in _pyproject()["project"]["dependencies"]:
+        assert "<" not in req and "==" not in req, f"{req}: an upper pin breaks Colab installs"
+
+
+def test_torch_ranges_admit_the_course_build():
+    deps = {_name(r): r for r in _pyproject()["project"]["dependencies"]}
+    from packaging.specifiers import SpecifierSet
+    assert "2.14.1" in SpecifierSet(deps["torch"].removeprefix("torch"))
+    assert "0.29.1" in SpecifierSet(deps["torchvision"].removeprefix("torchvision"))
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make lab" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_cli_doctor_reports_profile_and_cache():
+    out = subprocess.run([sys.executable, "-m", "alexnet_utils", "doctor"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "profile" in out and "cache" in out and "torch" in out
+
+
+def test_cli_refuses_to_grade_students_without_a_sandbox():
+    proc = subprocess.run([sys.executable, "-m", "alexnet_utils", "grade"], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2 and "--unsafe" in proc.stderr
+
+
+def test_cli_names_an_unknown_assignment():
+    proc = subprocess.run([sys.executable, "-m", "alexnet_utils", "release", "99_nothing"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "no assignment '99_nothing'" in proc.stderr
