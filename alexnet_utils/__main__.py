@@ -90,10 +90,10 @@ def grade(args) -> int:
 
 
 def bench(args) -> int:
-    from . import bench as timing
+    from . import benchmarks
 
-    results = timing.run_suite(steps=args.steps)
-    print(timing.suite_table(results))
+    results = benchmarks.run(curriculum=args.curriculum)
+    print(benchmarks.table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(fn=fn)
     p = sub.add_parser("bench", help="measure training and loading throughput")
     p.add_argument("--json", help="also write the figures to this JSON file")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    p.add_argument("--curriculum", action="store_true",
+                   help="also time every notebook (smoke) and the autograding of one submission")
     p.set_defaults(fn=bench)
     args = parser.parse_args(argv)
     try:

@@ -98,13 +98,38 @@ def _out_features(model: nn.Module) -> int:
     return linears[-1].out_features
 
 
-def count_flops(model: nn.Module, input_shape, *, backward: bool = False) -> int:
-    """FLOPs (multiply and add counted separately) of one forward, or forward+backward, pass."""
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+                        output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
+    """torch's formula, with the weight gradient of a grouped conv divided by its groups.
+
+    torch 2.14's counter charges a grouped conv's weight gradient as if every
+    filter saw every input channel, overstating AlexNet's two-tower backward pass.
+    """
+    from torch.utils.flop_counter import conv_backward_flop, conv_flop_count
+
+    raw = getattr(conv_backward_flop, "__wrapped__", conv_backward_flop)  # the formula on plain shapes
+    total = raw(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+                               output_padding, groups, output_mask, out_shape, **kwargs)
+    if groups > 1 and output_mask[1] and not transposed:
+        def t(shape):
+            return [shape[1], shape[0], *shape[2:]]
+        weight_grad = conv_flop_count(t(x_shape), t(grad_out_shape), t(w_shape), transposed=False)
+        total -= weight_grad - weight_grad // groups
+    return total
+
+
+def _flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop})
+
+
+def count_flops(model: nn.Module, input_shape, *, backward: bool = False) -> int:
+    """FLOPs (multiply and add counted separately) of one forward, or forward+backward, pass."""
     device = next(model.parameters()).device
     x = torch.randn(*input_shape, device=device)
-    with FlopCounterMode(display=False) as counter:
+    with _flop_counter() as counter:
         out = model(x)
         if backward:
             out.sum().backward()
@@ -115,11 +140,9 @@ def count_flops(model: nn.Module, input_shape, *, backward: bool = False) -> int
 
 def flops_by_layer(model: nn.Module, input_shape) -> dict[str, int]:
     """Forward FLOPs of each leaf layer that does arithmetic, keyed by its name in ``model``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     device = next(model.parameters()).device
     leaves = {name for name, m in model.named_modules() if not list(m.children())}
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), _flop_counter() as counter:
         model(torch.randn(*input_shape, device=device))
     prefix = type(model).__name__ + "."
     out = {}
@@ -149,47 +172,3 @@ def loader_throughput(loader, epochs: int = 1) -> float:
     synchronize(device)
     return n / (time.perf_counter() - t0)
 
-
-def run_suite(steps: int = 10, batch_size: int = 128, device=None) -> dict:
-    """The course's standing measurements: mini AlexNet training speed per precision and layout,
-    the batched loader's speed, and the share of the measured matmul peak the model reaches."""
-    from . import data, models
-
-    device = torch.device(device) if device else default_device()
-    results = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "batch_size": batch_size, "train": []}
-    variants = [("fp32", False), ("fp32", True), ("bf16", True)]
-    if device.type == "cuda":
-        variants.append(("fp16", True))
-    for precision, channels_last in variants:
-        torch.manual_seed(0)
-        row = training_throughput(models.mini_alexnet(), batch_size, device=device, precision=precision,
-                                  channels_last=channels_last, steps=steps)
-        results["train"].append(row)
-    images = data.shapes(4096)
-    loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device)
-    results["loader_img_per_s"] = loader_throughput(loader, epochs=2)
-    model = models.mini_alexnet().to(device)
-    train_flops = count_flops(model, (batch_size, 3, 32, 32), backward=True)
-    best = max(results["train"], key=lambda r: r["img_per_s"])
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[best["precision"]]
-    peak = matmul_peak_flops(device, dtype)
-    achieved = train_flops / batch_size * best["img_per_s"]
-    results.update(train_flops_per_image=train_flops / batch_size, matmul_peak_flops=peak,
-                   achieved_flops=achieved, mfu=achieved / peak, mfu_precision=best["precision"])
-    return results
-
-
-def suite_table(results: dict) -> str:
-    lines = [f"device {results['device']}, torch {results['torch']}, {results['threads']} threads, "
-             f"mini AlexNet, batch {results['batch_size']}",
-             f"{'precision':<10} {'layout':<14} {'img/s':>9} {'ms/step':>9} {'peak MB':>9}"]
-    for r in results["train"]:
-        layout = "channels_last" if r["channels_last"] else "NCHW"
-        lines.append(f"{r['precision']:<10} {layout:<14} {r['img_per_s']:>9.0f} {r['step_ms']:>9.1f} "
-                     f"{r['peak_mem_mb']:>9.0f}")
-    lines.append(f"DeviceLoader (crop + flip + normalise): {results['loader_img_per_s']:,.0f} img/s")
-    lines.append(f"model FLOP utilisation ({results['mfu_precision']}): {results['achieved_flops'] / 1e9:.1f} "
-                 f"GFLOP/s of a measured {results['matmul_peak_flops'] / 1e9:.1f} GFLOP/s matmul peak "
-                 f"= {results['mfu']:.0%}")
-    return "\n".join(lines)

@@ -195,3 +195,20 @@ def score_table(scores: list[Score]) -> str:
         lines.append(f"{s.assignment:<22} {s.student:<10} {s.score:>10.1f} {s.max_score:>5.1f}  "
                      f"{s.written_max:>10.1f} pts{' to grade' if s.needs_manual_grade else ''}")
     return "\n".join(lines)
+
+
+def time_autograde_one_submission(course: Path | None = None) -> float:
+    """Seconds nbgrader takes to autograde one student's complete submission (every assignment)."""
+    import time
+
+    course = Path(course or repo_root())
+    names = assignments(course)
+    with scratch_course(course) as scratch:
+        for name in names:
+            run_nbgrader(["generate_assignment", name, "--force"], scratch)
+            for nb in notebooks(scratch / "source" / name):
+                _strip_outputs(nb, scratch / "submitted" / REFERENCE / name / nb.name)
+        t0 = time.perf_counter()
+        for name in names:
+            run_nbgrader(["autograde", name, "--student", REFERENCE, "--force"], scratch)
+        return time.perf_counter() - t0

@@ -103,8 +103,9 @@ def shapes(n: int, seed: int = 0, size: int = 32) -> ImageSet:
     labels = np.arange(n) % 10
     rng.shuffle(labels)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    cx = rng.uniform(0.35, 0.65, n).astype(np.float32) * size
-    cy = rng.uniform(0.35, 0.65, n).astype(np.float32) * size
+    # centres symmetric about the image centre, (size - 1) / 2, so a flip keeps the distribution
+    cx = rng.uniform(0.35, 0.65, n).astype(np.float32) * (size - 1)
+    cy = rng.uniform(0.35, 0.65, n).astype(np.float32) * (size - 1)
     r = rng.uniform(0.18, 0.32, n).astype(np.float32) * size
     masks = np.zeros((n, size, size), dtype=bool)
     for c in range(10):
@@ -117,9 +118,10 @@ def shapes(n: int, seed: int = 0, size: int = 32) -> ImageSet:
         masks[i] = _shape_mask(c, dx, dy, rr, xx, yy)
     fg = rng.uniform(0, 1, (n, 3)).astype(np.float32)
     bg = rng.uniform(0, 1, (n, 3)).astype(np.float32)
-    # keep foreground and background apart so the shape is always visible
+    # keep foreground and background apart so the shape is always visible:
+    # a too-close foreground moves 0.5 away from the background in every channel
     close = np.abs(fg - bg).sum(1) < 0.6
-    fg[close] = 1.0 - bg[close]
+    fg[close] = np.where(bg[close] > 0.5, bg[close] - 0.5, bg[close] + 0.5)
     img = np.where(masks[:, None], fg[:, :, None, None], bg[:, :, None, None])
     img = img + rng.normal(0, 0.06, img.shape).astype(np.float32)
     images = torch.from_numpy(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
@@ -146,8 +148,9 @@ def _shape_mask(c: int, dx, dy, r, xx, yy):
         return (np.abs(t) <= r) & (ax <= (t + r) / 2)
     if c == 7:
         return ax + ay <= r
+    # stripes are phased from the shape's centre line, so they mirror onto themselves
     period = np.maximum(3.0, r / 2)
-    stripes = ((yy if c == 8 else xx)[None] // period) % 2 == 0
+    stripes = np.floor((dy if c == 8 else dx) / period + 0.5) % 2 == 0
     return stripes & (ax <= r) & (ay <= r)
 
 
@@ -411,12 +414,17 @@ def load(name: str, split: str = "train", run: Profile | None = None, image_size
 
 # --------------------------------------------------------------------------- loading
 
-class DeviceLoader:
-    """Batches from a dataset held whole on the training device.
+AUGMENTS = ("none", "flip", "crop", "crop_flip")
 
-    Augmentation (random crop by padding and shifting, horizontal flip) runs
-    on whole batches as tensor ops, so no per-image Python work sits between
-    the GPU and its next batch.
+
+class DeviceLoader:
+    """Batches from a dataset held whole, as uint8, on the training device.
+
+    Random crops (zero padding, then a random shift) and horizontal flips are
+    one indexing operation per batch: the padded images and their mirror
+    images are viewed as every possible crop window (``Tensor.unfold``), and a
+    batch picks image, mirror and window at once. No per-image Python work
+    sits between the accelerator and its next batch.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool = True,
@@ -431,12 +439,23 @@ class DeviceLoader:
                              f"and drop_last=True would yield no batches; use a smaller batch_size")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.data, self.batch_size, self.shuffle, self.augment = data, batch_size, shuffle, augment
-        self.pad, self.dtype, self.channels_last, self.drop_last = pad, dtype, channels_last, drop_last
-        self.images = data.images.to(self.device)
+        self.dtype, self.channels_last, self.drop_last = dtype, channels_last, drop_last
+        self.pad = pad if "crop" in augment else 0
+        self.flip = "flip" in augment
         self.labels = data.labels.to(self.device)
-        self.mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1) * 255
+        self.mean = torch.tensor(data.mean, device=self.device, dtype=dtype) * 255
+        self.std = torch.tensor(data.std, device=self.device, dtype=dtype) * 255
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.windows = self._windows(data.images.to(self.device))
+
+    def _windows(self, images: torch.Tensor) -> torch.Tensor:
+        """A view shaped (mirror, image, shift_y, shift_x, H, W, C) over the padded uint8 images."""
+        _, _, h, w = images.shape
+        p = self.pad
+        padded = torch.nn.functional.pad(images, (p, p, p, p)).permute(0, 2, 3, 1).contiguous()  # NHWC
+        stack = torch.stack([padded, padded.flip(2)]) if self.flip else padded.unsqueeze(0)
+        # unfold appends the window dims last: (M, N, 2p+1, 2p+1, C, H, W); move C back to the end
+        return stack.unfold(2, h, 1).unfold(3, w, 1).permute(0, 1, 2, 3, 5, 6, 4)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -448,38 +467,32 @@ class DeviceLoader:
                  else torch.arange(n, device=self.device))
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self._prepare(self.images[idx]), self.labels[idx]
+            yield self._batch(idx), self.labels[idx]
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if self.augment in ("crop", "crop_flip") and self.pad > 0:
-            x = _random_crop(x, self.pad, self.generator)
-        if self.augment in ("flip", "crop_flip"):
-            flip = torch.rand(len(x), device=x.device, generator=self.generator) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        x = (x.float() - self.mean) / self.std
+    def _batch(self, idx: torch.Tensor) -> torch.Tensor:
+        m = len(idx)
+        zeros = torch.zeros(m, dtype=torch.long, device=self.device)
+        mirror = (torch.randint(0, 2, (m,), device=self.device, generator=self.generator)
+                  if self.flip else zeros)
+        if self.pad:
+            dy, dx = torch.randint(0, 2 * self.pad + 1, (2, m), device=self.device, generator=self.generator)
+        else:
+            dy = dx = zeros
+        x = self.windows[mirror, idx, dy, dx]  # (m, H, W, C) uint8
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x.to(self.dtype)
-
-
-AUGMENTS = ("none", "flip", "crop", "crop_flip")
-
-
-def _random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by ``pad`` and cut a random same-size window per image, in one gather."""
-    n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    return padded[torch.arange(n, device=x.device).view(n, 1, 1, 1),
-                  torch.arange(c, device=x.device).view(1, c, 1, 1), rows, cols]
+            # normalise in memory order (channels innermost), then view as NCHW
+            return x.to(self.dtype).sub_(self.mean).div_(self.std).permute(0, 3, 1, 2)
+        x = x.permute(0, 3, 1, 2).contiguous()
+        return x.to(self.dtype).sub_(self.mean.view(-1, 1, 1)).div_(self.std.view(-1, 1, 1))
 
 
 def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip",
-            run: Profile | None = None, device=None, seed: int = 0, **kwargs):
-    """``(train, val)`` DeviceLoaders for a named dataset, sized by the run profile."""
+            run: Profile | None = None, device=None, seed: int = 0, channels_last: bool = True, **kwargs):
+    """``(train, val)`` DeviceLoaders for a named dataset, sized by the run profile.
+
+    Batches come channels-last, the layout ``fit`` trains conv nets in.
+    """
+    kwargs["channels_last"] = channels_last
     run = run or active_profile()
     train = load(name, "train", run, seed=seed)
     val = load(name, "test", run, seed=seed, announce=False)
@@ -487,3 +500,56 @@ def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip"
     return (DeviceLoader(train, bs, shuffle=True, augment=augment, device=device, seed=seed, **kwargs),
             DeviceLoader(val, bs, shuffle=False, augment="none", device=device, **kwargs))
 
+
+
+# --------------------------------------------------------------------------- PIL pipeline
+
+def augmentation(preset: str, mean, std, size: int = 32, pad: int = 4):
+    """A torchvision.transforms.v2 pipeline from PIL image to normalised float tensor.
+
+    The per-image path for transforms that have no batched form (AutoAugment,
+    colour jitter); ``crop_flip`` matches what DeviceLoader does in bulk.
+    """
+    from torchvision.transforms import v2
+
+    presets = {
+        "none": [],
+        "flip": [v2.RandomHorizontalFlip()],
+        "crop": [v2.RandomCrop(size, padding=pad)],
+        "crop_flip": [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip()],
+        "strong": [v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                   v2.ColorJitter(0.3, 0.3, 0.3)],
+        "autoaugment": [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip(),
+                        v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)],
+    }
+    if preset not in presets:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(presets)}")
+    return v2.Compose([v2.PILToTensor(), *presets[preset], v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(mean, std)])
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """An ImageSet served one PIL image at a time, as torchvision's datasets do."""
+
+    def __init__(self, data: ImageSet, transform):
+        self.data, self.transform = data, transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        img = self.data.images[i]
+        pil = Image.fromarray(img[0].numpy(), "L") if img.shape[0] == 1 else \
+            Image.fromarray(img.permute(1, 2, 0).numpy(), "RGB")
+        return self.transform(pil), int(self.data.labels[i])
+
+
+def pil_loader(data: ImageSet, batch_size: int, augment: str = "crop_flip", num_workers: int = 2,
+               shuffle: bool = True, seed: int = 0, **kwargs) -> torch.utils.data.DataLoader:
+    """The classic DataLoader + PIL + transforms pipeline over an ImageSet."""
+    transform = augmentation(augment, data.mean, data.std, size=data.shape[-1])
+    return torch.utils.data.DataLoader(
+        PILDataset(data, transform), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed), **kwargs)

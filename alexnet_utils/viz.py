@@ -27,12 +27,12 @@ def _grid(n: int, ncols: int | None):
     return math.ceil(n / ncols), ncols
 
 
-def _to_display(img: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) in any range -> (H, W, C) or (H, W) scaled to [0, 1] for imshow."""
+def _to_display(img: torch.Tensor):
+    """(C, H, W) in any range -> a numpy (H, W, C) or (H, W) array in [0, 1] for imshow."""
     img = img.detach().float().cpu()
     lo, hi = img.min(), img.max()
     img = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
-    return img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+    return (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy()
 
 
 def show_images(images: torch.Tensor, labels=None, classes: Sequence[str] | None = None, n: int = 16,
@@ -40,7 +40,12 @@ def show_images(images: torch.Tensor, labels=None, classes: Sequence[str] | None
     """A grid of images (uint8 or float, ``(N, C, H, W)``) with their class names."""
     import matplotlib.pyplot as plt
 
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images shaped (N, C, H, W) with 1 or 3 channels; got {tuple(images.shape)} "
+                         "(add a channel axis with images.unsqueeze(1), or move it with images.permute(0, 3, 1, 2))")
     n = min(n, len(images))
+    if n < 1:
+        raise ValueError("no images to show: the batch is empty")
     rows, cols = _grid(n, ncols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -85,12 +90,14 @@ def feature_maps(activation: torch.Tensor, n: int = 16, ncols: int | None = None
     if a.dim() != 3:
         raise ValueError(f"expected an activation shaped (C, H, W); got {tuple(activation.shape)}")
     n = min(n, a.shape[0])
+    if n < 1:
+        raise ValueError("no feature maps to show: the activation has no channels")
     rows, cols = _grid(n, ncols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(a[i], cmap="viridis", interpolation="nearest")
+            ax.imshow(a[i].numpy(), cmap="viridis", interpolation="nearest")
             ax.set_title(f"ch {i}", fontsize=7)
     fig.suptitle(f"{title} ({a.shape[1]}x{a.shape[2]})")
     return _finish(fig, show)

@@ -1,0 +1,245 @@
+"""The course's standing benchmark: ``python -m alexnet_utils bench``.
+
+Each figure compares two things measured in the same run on the same
+machine, so the ratios mean something even where the absolute numbers do not
+travel. Targets (for a 2-core CPU) are printed next to the figures; they are
+goals for this benchmark, never assertions in the unit tests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from . import bench, data, models
+from .train import _autocast, autocast_dtype, default_device, fit
+
+TARGETS = {  # key: (comparison, threshold)
+    "loader_speedup": (">=", 20.0),
+    "fit_speedup": (">=", 2.5),
+    "fit_overhead": ("<=", 0.05),
+    "mfu": (">=", 0.60),
+    "smoke_all_notebooks_s": ("<=", 300.0),
+    "autograde_submission_s": ("<=", 360.0),
+}
+
+
+def _epoch_seconds(run_epoch, repeats: int) -> float:
+    """Fastest of ``repeats`` timed epochs after one untimed warm-up epoch."""
+    run_epoch()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_epoch()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def loader_comparison(images: data.ImageSet, batch_size: int, device, repeats: int = 2) -> dict:
+    """(a) DeviceLoader vs DataLoader + PIL with 2 workers, same crop + flip + normalise."""
+    fast = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
+    slow = data.pil_loader(images, batch_size, augment="crop_flip", num_workers=2)
+
+    def drain(loader):
+        def run():
+            for x, _ in loader:
+                x = x.to(device, non_blocking=True)
+            bench.synchronize(device)
+        return run
+
+    fast_s = _epoch_seconds(drain(fast), repeats)
+    slow_s = _epoch_seconds(drain(slow), repeats)
+    n = len(images)
+    return {"device_loader_img_per_s": n / fast_s, "pil_loader_img_per_s": n / slow_s,
+            "loader_speedup": slow_s / fast_s}
+
+
+def _seed_style_epoch(model, loader, optimizer, device):
+    """The loop a first PyTorch tutorial writes: fp32, NCHW, a PIL DataLoader."""
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def fit_comparison(images: data.ImageSet, batch_size: int, device, repeats: int = 2) -> dict:
+    """(b) ``fit`` with its defaults vs the seed-style loop, same model and number of batches."""
+    torch.manual_seed(0)
+    seed_model = models.mini_alexnet().to(device)
+    seed_opt = torch.optim.SGD(seed_model.parameters(), lr=0.01, momentum=0.9)
+    pil = data.pil_loader(images, batch_size, augment="crop_flip", num_workers=2, drop_last=True)
+    seed_s = _epoch_seconds(lambda: _seed_style_epoch(seed_model, pil, seed_opt, device), repeats)
+
+    torch.manual_seed(0)
+    fast_model = models.mini_alexnet()
+    fast_opt = torch.optim.SGD(fast_model.parameters(), lr=0.01, momentum=0.9)
+    loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, drop_last=True,
+                               channels_last=True)
+    history = fit(fast_model, loader, epochs=1 + repeats, optimizer=fast_opt, device=device, progress=False)
+    fit_s = min(history["time_s"][1:])
+    n = len(loader) * batch_size
+    return {"seed_loop_img_per_s": n / seed_s, "fit_img_per_s": n / fit_s, "fit_speedup": seed_s / fit_s,
+            "fit_precision": str(autocast_dtype("auto", torch.device(device)) or "fp32")}
+
+
+def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 16, repeats: int = 3) -> dict:
+    """(c) ``fit`` vs a bare loop over the very same device tensors, dtype and layout."""
+    device = torch.device(device)
+    loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
+    fixed = [b for _, b in zip(range(batches), loader, strict=False)]
+    dtype = autocast_dtype("auto", device)
+
+    torch.manual_seed(0)
+    bare_model = models.mini_alexnet().to(device).to(memory_format=torch.channels_last)
+    bare_opt = torch.optim.SGD(bare_model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def bare_epoch():
+        for x, y in fixed:
+            with _autocast(device, dtype):
+                loss = loss_fn(bare_model(x).float(), y)
+            bare_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            bare_opt.step()
+        bench.synchronize(device)
+
+    torch.manual_seed(0)
+    fit_model = models.mini_alexnet()
+    fit_opt = torch.optim.SGD(fit_model.parameters(), lr=0.01, momentum=0.9)
+    bare_times, fit_times = [], []
+    bare_epoch()  # warm-up
+    fit(fit_model, fixed, epochs=1, optimizer=fit_opt, device=device, progress=False)
+    for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
+        t0 = time.perf_counter()
+        bare_epoch()
+        bare_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fit(fit_model, fixed, epochs=1, optimizer=fit_opt, device=device, progress=False)
+        fit_times.append(time.perf_counter() - t0)
+    return {"bare_loop_s": min(bare_times), "fit_s": min(fit_times),
+            "fit_overhead": min(fit_times) / min(bare_times) - 1}
+
+
+def model_flop_utilisation(fit_img_per_s: float, batch_size: int, device) -> dict:
+    """(d) training FLOP/s of ``fit`` over a matmul peak measured now, in the same dtype."""
+    device = torch.device(device)
+    model = models.mini_alexnet().to(device)
+    flops_per_image = bench.count_flops(model, (batch_size, 3, 32, 32), backward=True) / batch_size
+    dtype = autocast_dtype("auto", device) or torch.float32
+    peak = bench.matmul_peak_flops(device, dtype)
+    achieved = flops_per_image * fit_img_per_s
+    return {"train_flops_per_image": flops_per_image, "matmul_peak_flops": peak,
+            "achieved_flops": achieved, "mfu": achieved / peak, "mfu_dtype": str(dtype)}
+
+
+def curriculum_timings() -> dict:
+    """(e) wall time to execute every source notebook (smoke) and to autograde one submission."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from . import course
+
+    root = course.repo_root()
+    old = os.environ.get("ALEXNET_PROFILE")
+    os.environ["ALEXNET_PROFILE"] = "smoke"
+    try:
+        t0 = time.perf_counter()
+        per_notebook = {}
+        for name in course.assignments(root):
+            for path in course.notebooks(root / "source" / name):
+                t1 = time.perf_counter()
+                nb = nbformat.read(path, as_version=4)
+                NotebookClient(nb, timeout=600, kernel_name="python3",
+                               resources={"metadata": {"path": str(path.parent)}}).execute()
+                per_notebook[name] = time.perf_counter() - t1
+        all_s = time.perf_counter() - t0
+    finally:
+        if old is None:
+            os.environ.pop("ALEXNET_PROFILE", None)
+        else:
+            os.environ["ALEXNET_PROFILE"] = old
+    autograde_s = course.time_autograde_one_submission(root)
+    return {"smoke_all_notebooks_s": all_s, "smoke_per_notebook_s": per_notebook,
+            "autograde_submission_s": autograde_s}
+
+
+def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: int = 4096) -> dict:
+    device = torch.device(device) if device else default_device()
+    images = data.shapes(samples)
+    results = {"device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "batch_size": batch_size, "samples": samples}
+    results.update(loader_comparison(images, batch_size, device))
+    results.update(fit_comparison(images, batch_size, device))
+    results.update(fit_overhead(images, batch_size, device))
+    results.update(model_flop_utilisation(results["fit_img_per_s"], batch_size, device))
+    variants = [("fp32", False), ("fp32", True), ("bf16", True)]
+    if device.type == "cuda":
+        variants.append(("fp16", True))
+    results["throughput"] = [
+        bench.training_throughput(models.mini_alexnet(), batch_size, device=device, precision=p,
+                                  channels_last=cl, steps=5)
+        for p, cl in variants
+    ]
+    if curriculum:
+        results.update(curriculum_timings())
+    results["targets_met"] = {k: _meets(results[k], *TARGETS[k]) for k in TARGETS if k in results}
+    return results
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def _meets(value: float, op: str, threshold: float) -> bool:
+    return value >= threshold if op == ">=" else value <= threshold
+
+
+def table(r: dict) -> str:
+    def row(label, value, key=None):
+        target = ""
+        if key in TARGETS:
+            op, th = TARGETS[key]
+            target = f"target {op} {th:g}  {'met' if r['targets_met'][key] else 'NOT MET'}"
+        return f"{label:<58} {value:>16}  {target}"
+
+    lines = [f"device: {r['device']} ({r['device_name']}), torch {r['torch']}, "
+             f"mini AlexNet, batch {r['batch_size']}, {r['samples']} CIFAR-shaped images",
+             "",
+             row("(a) DeviceLoader, crop+flip+normalise, channels_last [img/s]",
+                 f"{r['device_loader_img_per_s']:,.0f}"),
+             row("    DataLoader + PIL, 2 workers, same augmentation [img/s]", f"{r['pil_loader_img_per_s']:,.0f}"),
+             row("    loader speed-up", f"{r['loader_speedup']:.1f}x", "loader_speedup"),
+             row(f"(b) fit defaults ({r['fit_precision']}, channels_last) [img/s]", f"{r['fit_img_per_s']:,.0f}"),
+             row("    seed-style loop (PIL DataLoader, fp32, NCHW) [img/s]", f"{r['seed_loop_img_per_s']:,.0f}"),
+             row("    fit speed-up", f"{r['fit_speedup']:.2f}x", "fit_speedup"),
+             row("(c) fit overhead vs a bare loop on the same tensors", f"{r['fit_overhead']:+.1%}", "fit_overhead"),
+             row(f"(d) MFU: {r['achieved_flops'] / 1e9:,.0f} of {r['matmul_peak_flops'] / 1e9:,.0f} GFLOP/s "
+                 f"({r['mfu_dtype'].replace('torch.', '')} matmul peak)", f"{r['mfu']:.0%}", "mfu")]
+    if "smoke_all_notebooks_s" in r:
+        lines += [row("(e) every notebook, smoke profile [s]", f"{r['smoke_all_notebooks_s']:.0f}",
+                      "smoke_all_notebooks_s"),
+                  row("    autograde one complete submission [s]", f"{r['autograde_submission_s']:.0f}",
+                      "autograde_submission_s")]
+    lines += ["", f"{'training step throughput':<24} {'layout':<14} {'img/s':>8} {'ms/step':>8} {'peak MB':>8}"]
+    for t in r["throughput"]:
+        layout = "channels_last" if t["channels_last"] else "NCHW"
+        lines.append(f"{t['precision']:<24} {layout:<14} {t['img_per_s']:>8.0f} {t['step_ms']:>8.1f} "
+                     f"{t['peak_mem_mb']:>8.0f}")
+    return "\n".join(lines)
