@@ -139,65 +139,105 @@ def fit(model: nn.Module, train, val=None, epochs: int | None = None, optimizer=
     history = History()
     if checkpoint is not None:
         history = _resume(Path(checkpoint), model, optimizer, scheduler, scaler, train)
-    bars = _progress(progress)
     start = len(history)
-    epoch_bar = bars(range(start, epochs), desc=desc, unit="epoch", initial=start, total=epochs)
-    for epoch in epoch_bar:
-        model.train()
-        t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        losses, correct, seen = [], torch.zeros((), device=device, dtype=torch.long), 0
-        batch_bar = bars(train, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
-        for i, (x, y) in enumerate(batch_bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, dtype):
-                out = step_model(x)
-                loss = loss_fn(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None and scheduler_interval == "step":
+    steps_per_epoch = len(train)
+    bar = _progress_bar(progress, total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=desc)
+    step = _Step(step_model, optimizer, scheduler if scheduler_interval == "step" else None, scaler, loss_fn,
+                 device, dtype, channels_last, grad_clip)
+    try:
+        for epoch in range(start, epochs):
+            model.train()
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            step_losses, train_acc = step.epoch(train, bar, f"{epoch + 1}/{epochs}")
+            train_loss = sum(step_losses) / len(step_losses)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"the training loss became {train_loss} in epoch {epoch + 1}: the learning rate "
+                    f"({lr:g}) is probably too high for this model (lower it, add warm-up or "
+                    f"normalisation, or clip gradients with grad_clip=1.0)")
+            if scheduler is not None and scheduler_interval == "epoch":
                 scheduler.step()
-            losses.append(loss.detach())
-            correct += (out.argmax(1) == y).sum()
-            seen += len(y)
-            if i % 25 == 0 and hasattr(batch_bar, "set_postfix"):
-                batch_bar.set_postfix(loss=f"{loss.item():.3f}")
-        step_losses = torch.stack(losses).float().cpu().tolist()
-        train_loss = sum(step_losses) / len(step_losses)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"the training loss became {train_loss} in epoch {epoch + 1}: the learning rate "
-                f"({lr:g}) is probably too high for this model (lower it, add warm-up or "
-                f"normalisation, or clip gradients with grad_clip=1.0)")
-        if scheduler is not None and scheduler_interval == "epoch":
-            scheduler.step()
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": correct.item() / seen}
-        if val is not None:
-            metrics = evaluate(model, val, device, precision, loss_fn)
-            row.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
-        row.update(lr=lr, time_s=time.perf_counter() - t0)
-        history.epochs.append(row)
-        history.steps.extend(step_losses)
-        if hasattr(epoch_bar, "set_postfix"):
-            epoch_bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
-        if checkpoint is not None:
-            _save(Path(checkpoint), model, optimizer, scheduler, scaler, history, train)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
+            if val is not None:
+                metrics = evaluate(model, val, device, precision, loss_fn)
+                row.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
+            row.update(lr=lr, time_s=time.perf_counter() - t0)
+            history.epochs.append(row)
+            history.steps.extend(step_losses)
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}",
+                            **{k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
+            if checkpoint is not None:
+                _save(Path(checkpoint), model, optimizer, scheduler, scaler, history, train)
+    finally:
+        bar.close()
     return history
 
 
-def _progress(enabled: bool):
+@dataclass
+class _Step:
+    """One optimisation step, and one epoch of them, with everything ``fit`` decided."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None  # stepped every batch; None when it steps per epoch
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+    grad_clip: float | None
+
+    def epoch(self, train, bar, label: str) -> tuple[list[float], float]:
+        """Per-step losses and the accuracy on the training batches, read back once per epoch."""
+        losses, correct, seen = [], torch.zeros((), device=self.device, dtype=torch.long), 0
+        for i, (x, y) in enumerate(train):
+            loss, out, y = self(x, y)
+            losses.append(loss.detach())
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+            bar.update(1)
+            if i % 25 == 0:
+                bar.set_postfix(epoch=label, loss=f"{loss.item():.3f}")
+        return torch.stack(losses).float().cpu().tolist(), correct.item() / seen
+
+    def __call__(self, x, y):
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device, self.dtype):
+            out = self.model(x)
+            loss = self.loss_fn(out.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss, out, y
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(enabled: bool, **kwargs):
+    """One bar over all steps: a widget in Jupyter, text elsewhere."""
     if not enabled:
-        return lambda it, **kw: it
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm
+    return tqdm(unit="step", **kwargs)
 
 
 def _save(path: Path, model, optimizer, scheduler, scaler, history: History, train) -> None:
