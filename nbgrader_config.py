@@ -21,3 +21,12 @@ c.Execute.timeout = 180
 _EXECUTING = {"autograde", "validate", "generate_feedback"}
 if len(sys.argv) > 1 and sys.argv[1] in _EXECUTING and "nbgrader" in sys.argv[0]:
     os.environ["ALEXNET_PROFILE"] = os.environ.get("ALEXNET_GRADING_PROFILE", "smoke")
+
+# Feedback goes to students: nbgrader 0.9 puts hidden tests back in at
+# autograde and its feedback shows them (jupyter/nbgrader#917). Clear them,
+# and keep tracebacks to one line so a failing hidden assert is not quoted.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--InteractiveShell.xmode=Minimal"]

@@ -70,22 +70,26 @@ def release(args) -> int:
 
 
 def grade(args) -> int:
-    from . import course
+    from . import course, grading
 
     root = _course(args)
-    if not args.references and not args.unsafe:
-        print("Grading students' submissions runs their code on this machine. The sandboxed grader "
-              "is not built yet; pass --unsafe to grade without a sandbox, or --references to "
-              "autograde the course's own reference and blank submissions.", file=sys.stderr)
-        return 2
     if args.references:
         scores = course.grade_references(root, args.assignments or None)
-    else:
-        names = args.assignments or course.assignments(root)
-        for name in names:
-            course.run_nbgrader(["autograde", name], root)
-        scores = [s for s in course.read_scores(root) if s.assignment in names]
-    print(course.score_table(scores))
+        print(course.score_table(scores))
+        return 0
+    if grading.bwrap_path() is None and args.unsafe:
+        print("warning: grading WITHOUT a sandbox: students' code runs with your permissions", file=sys.stderr)
+    try:
+        outcomes = grading.grade(root, args.assignments or None, unsafe=args.unsafe)
+    except grading.SandboxUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not outcomes:
+        print(f"no submissions to grade in {root / 'submitted'} (nbgrader expects "
+              f"submitted/<student>/<assignment>/<notebook>.ipynb)")
+        return 0
+    print(grading.report_table(outcomes))
+    print(f"report: {root / grading.REPORT}")
     return 0
 
 
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "grade":
             p.add_argument("--references", action="store_true",
                            help="grade the instructor's solutions and the blank release into autograded/")
-            p.add_argument("--unsafe", action="store_true", help="grade submitted/ without a sandbox")
+            p.add_argument("--unsafe", action="store_true",
+                           help="grade submitted/ even when no sandbox (bubblewrap) is available")
         p.set_defaults(fn=fn)
     p = sub.add_parser("bench", help="measure training and loading throughput")
     p.add_argument("--json", help="also write the figures to this JSON file")

@@ -46,8 +46,8 @@ if importlib.util.find_spec("alexnet_utils") is None:
 import torch
 
 if not torch.cuda.is_available():
-    print("No GPU found: the notebook runs on the CPU in the 'quick' profile. On Colab, "
-          "Runtime > Change runtime type > T4 GPU gives the 'full' profile.")'''
+    print("No GPU found: experiments run on the CPU, sized by the run profile (alexnet_utils.profile()). "
+          "On Colab, Runtime > Change runtime type > T4 GPU gives the full-size runs.")'''
 
 
 def _grade_id(cell) -> str | None:

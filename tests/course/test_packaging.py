@@ -1,8 +1,11 @@
 """The files around the package agree with each other."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import tomllib
 import yaml
@@ -55,10 +58,17 @@ def test_cli_doctor_reports_profile_and_cache():
     assert "profile" in out and "cache" in out and "torch" in out
 
 
-def test_cli_refuses_to_grade_students_without_a_sandbox():
-    proc = subprocess.run([sys.executable, "-m", "alexnet_utils", "grade"], capture_output=True, text=True,
-                          cwd=ROOT)
-    assert proc.returncode == 2 and "--unsafe" in proc.stderr
+def test_cli_refuses_to_grade_students_without_a_sandbox(tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(ROOT / "source", course / "source")
+    shutil.copy2(ROOT / "nbgrader_config.py", course)
+    (course / "submitted" / "ada" / "01_build_alexnet").mkdir(parents=True)
+    no_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # bwrap lives in /usr/bin
+    proc = subprocess.run([sys.executable, "-m", "alexnet_utils", "grade", "--course", str(course)],
+                          capture_output=True, text=True, cwd=ROOT, env=no_bwrap)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "bubblewrap" in proc.stderr and "--unsafe" in proc.stderr
+    assert not (course / "gradebook.db").exists(), "nothing may run before the refusal"
 
 
 def test_cli_names_an_unknown_assignment():

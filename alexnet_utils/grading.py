@@ -1,0 +1,203 @@
+"""Autograde students' submissions one at a time, each kernel in the sandbox.
+
+Every (student, assignment) gets its own ``nbgrader autograde`` run, so one
+hostile or broken notebook cannot stop the batch. Whatever nbgrader cannot
+score on its own (a dead kernel, a timeout, a test cell that wrote to
+stderr, cells tampered with) is flagged for manual review with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import course as course_mod
+from .sandbox import Limits, bwrap_path, write_kernelspec
+
+REPORT = "grading_report.json"
+
+
+class SandboxUnavailable(RuntimeError):
+    """No sandbox on this machine, and the caller did not accept grading without one."""
+
+
+@dataclass
+class Outcome:
+    assignment: str
+    student: str
+    score: float | None
+    max_score: float | None
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.flags)
+
+
+def submissions(course: Path, names: list[str]) -> list[tuple[str, str]]:
+    """(assignment, student) pairs present in submitted/, sorted."""
+    pairs = []
+    for student_dir in sorted((course / "submitted").glob("*")):
+        for name in names:
+            if (student_dir / name).is_dir():
+                pairs.append((name, student_dir.name))
+    return pairs
+
+
+def _digest_tree(folder: Path) -> dict[str, str]:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _tampering(course: Path, name: str, student: str) -> list[str]:
+    """What a student changed that nbgrader will quietly undo or cannot grade: say so for review."""
+    flags = []
+    source = {c.metadata["nbgrader"]["grade_id"]: c
+              for nb in course_mod.notebooks(course / "source" / name)
+              for c in nbformat.read(nb, as_version=4).cells if "nbgrader" in c.metadata}
+    for path in course_mod.notebooks(course / "submitted" / student / name):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception as err:  # not JSON, not a notebook
+            flags.append(f"{path.name} is not a readable notebook ({type(err).__name__})")
+            continue
+        seen = {}
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if "grade_id" in meta:
+                seen[meta["grade_id"]] = cell
+        for gid, cell in source.items():
+            meta = cell.metadata["nbgrader"]
+            if gid not in seen:
+                if meta.get("grade") or meta.get("locked"):
+                    flags.append(f"{path.name}: graded/locked cell {gid!r} was deleted")
+                continue
+            if seen[gid].cell_type != cell.cell_type:
+                flags.append(f"{path.name}: cell {gid!r} changed type to {seen[gid].cell_type}")
+            elif meta.get("locked") and not meta.get("solution") and _strip(seen[gid].source) not in (
+                    _strip(cell.source), _strip(_release_text(course, name, gid, cell.source))):
+                flags.append(f"{path.name}: locked cell {gid!r} was edited (nbgrader restores it)")
+    return flags
+
+
+def _strip(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def _release_text(course: Path, name: str, gid: str, fallback: str) -> str:
+    """A locked cell as students received it (hidden tests removed)."""
+    for nb in course_mod.notebooks(course / "release" / name):
+        for c in nbformat.read(nb, as_version=4).cells:
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == gid:
+                return c.source
+    return fallback
+
+
+def _output_flags(course: Path, name: str, student: str) -> list[str]:
+    """Reasons in the autograded notebook that a human should look at."""
+    flags = []
+    for path in course_mod.notebooks(course / "autograded" / student / name):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            gid = meta.get("grade_id", "?")
+            for out in cell.get("outputs", []):
+                if out.output_type == "error" and out.ename in ("CellTimeoutError", "TimeoutError"):
+                    flags.append(f"{path.name}: cell {gid} hit the time limit")
+                elif out.output_type == "error" and out.ename == "MemoryError" or (
+                        out.output_type == "error" and "can't allocate memory" in out.get("evalue", "")):
+                    flags.append(f"{path.name}: cell {gid} ran out of memory")
+                elif meta.get("grade") and out.output_type == "stream" and out.name == "stderr":
+                    flags.append(f"{path.name}: test cell {gid} wrote to stderr, which nbgrader scores 0")
+    return flags
+
+
+def _nbgrader_error(err: course_mod.CourseError) -> str:
+    text = str(err)
+    for key in ("DeadKernelError", "Kernel died", "kernel became unresponsive", "UnresponsiveKernelError",
+                "CellTimeoutError", "Timeout"):
+        if key in text:
+            return f"autograde failed: {key} (the kernel died or hung; grade by hand)"
+    last = [line for line in text.splitlines() if line.strip()][-1:]
+    return f"autograde failed: {last[0].strip() if last else 'unknown error'}"
+
+
+def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
+          limits: Limits = Limits()) -> list[Outcome]:
+    """Autograde every submission in ``course/submitted``.
+
+    Always in the sandbox when bubblewrap is installed; without it, only when
+    the caller passes ``unsafe=True``.
+    """
+    course = Path(course).resolve()
+    names = course_mod._resolve(course, names)
+    pairs = submissions(course, names)
+    if not pairs:
+        return []
+    sandboxed = bwrap_path() is not None
+    if not sandboxed and not unsafe:
+        raise SandboxUnavailable(
+            "no sandbox found: install bubblewrap (apt-get install bubblewrap) so that students' code "
+            "runs without network, with the course read-only and memory and time limits; or pass "
+            "--unsafe to grade with none of that")
+    for name in names:  # the gradebook learns each assignment's cells from generate_assignment
+        course_mod.run_nbgrader(["generate_assignment", name, "--force"], course)
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="alexnet-grading-") as tmp:
+        env, extra = {}, [f"--Execute.timeout={limits.cell_seconds}"]
+        if sandboxed:
+            write_kernelspec(Path(tmp) / "jupyter", course, limits)
+            (Path(tmp) / "runtime").mkdir()
+            # kernels' connection files and ipc sockets go to a private folder the jail can share
+            runtime = str(Path(tmp) / "runtime")
+            env = {"JUPYTER_PATH": str(Path(tmp) / "jupyter"), "JUPYTER_RUNTIME_DIR": runtime, "TMPDIR": runtime}
+            # an absolute socket prefix: nbgrader and the kernel run in different folders
+            extra += ["--KernelManager.transport=ipc", f"--KernelManager.ip={runtime}/kernel-ipc"]
+        for name, student in pairs:
+            others_before = {s: _digest_tree(course / "submitted" / s) for s in _students(course) if s != student}
+            flags = _tampering(course, name, student)
+            try:
+                course_mod.run_nbgrader(["autograde", name, "--student", student, "--force", *extra], course, env)
+            except course_mod.CourseError as err:
+                flags.append(_nbgrader_error(err))
+            flags += _output_flags(course, name, student)
+            for other, before in others_before.items():
+                if _digest_tree(course / "submitted" / other) != before:
+                    flags.append(f"files of student {other} changed while grading {student}")
+            score, max_score = _score(course, name, student)
+            outcomes.append(Outcome(name, student, score, max_score, flags))
+    _write_report(course, outcomes)
+    return outcomes
+
+
+def _students(course: Path) -> list[str]:
+    return sorted(p.name for p in (course / "submitted").glob("*") if p.is_dir())
+
+
+def _score(course: Path, name: str, student: str) -> tuple[float | None, float | None]:
+    for s in course_mod.read_scores(course):
+        if s.assignment == name and s.student == student:
+            return s.score, s.max_score
+    return None, None
+
+
+def _write_report(course: Path, outcomes: list[Outcome]) -> None:
+    path = course / REPORT
+    path.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
+
+
+def report_table(outcomes: list[Outcome]) -> str:
+    lines = [f"{'assignment':<22} {'student':<12} {'score':>9}  review"]
+    for o in outcomes:
+        score = "-" if o.score is None else f"{o.score:g}/{o.max_score:g}"
+        lines.append(f"{o.assignment:<22} {o.student:<12} {score:>9}  {'; '.join(o.flags) or 'no'}")
+    flagged = sum(o.needs_review for o in outcomes)
+    lines.append(f"{len(outcomes)} submissions graded, {flagged} flagged for manual review")
+    return "\n".join(lines)
