@@ -77,7 +77,7 @@ def grade(args) -> int:
         scores = course.grade_references(root, args.assignments or None)
         print(course.score_table(scores))
         return 0
-    if grading.bwrap_path() is None and args.unsafe:
+    if grading.sandbox_problem() and args.unsafe:
         print("warning: grading WITHOUT a sandbox: students' code runs with your permissions", file=sys.stderr)
     try:
         outcomes = grading.grade(root, args.assignments or None, unsafe=args.unsafe)
@@ -96,7 +96,7 @@ def grade(args) -> int:
 def bench(args) -> int:
     from . import benchmarks
 
-    results = benchmarks.run(curriculum=args.curriculum)
+    results = benchmarks.run(curriculum=args.curriculum, samples=args.samples)
     print(benchmarks.table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(fn=fn)
     p = sub.add_parser("bench", help="measure training and loading throughput")
     p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--samples", type=int, default=4096, help="CIFAR-shaped images per measurement")
     p.add_argument("--curriculum", action="store_true",
                    help="also time every notebook (smoke) and the autograding of one submission")
     p.set_defaults(fn=bench)

@@ -40,7 +40,8 @@ def notebooks(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def _resolve(course: Path, names: list[str] | None) -> list[str]:
+def resolve_assignments(course: Path, names: list[str] | None) -> list[str]:
+    """The named assignments (checked to exist), or all of them."""
     available = assignments(course)
     for name in names or []:
         if name not in available:
@@ -95,7 +96,7 @@ def release(course: Path | None = None, names: list[str] | None = None) -> list[
     from . import selfstudy
 
     course = Path(course or repo_root())
-    names = _resolve(course, names)
+    names = resolve_assignments(course, names)
     written = []
     with scratch_course(course) as scratch:
         generate_release(scratch, names, course)
@@ -155,7 +156,7 @@ def grade_references(course: Path | None = None, names: list[str] | None = None,
     ``write`` the autograded notebooks and feedback land in autograded/.
     """
     course = Path(course or repo_root())
-    names = _resolve(course, names)
+    names = resolve_assignments(course, names)
     with scratch_course(course) as scratch:
         for name in names:
             run_nbgrader(["generate_assignment", name, "--force"], scratch)

@@ -237,7 +237,12 @@ def _verify(name: str, root: Path) -> list[str]:
             if not check_integrity(str(base / fname), md5):
                 problems.append(str(base / fname))
     elif name == "oxford_pets":
+        from torchvision.datasets import OxfordIIITPet
         base = root / "oxford-iiit-pet"
+        for url, md5 in OxfordIIITPet._RESOURCES:
+            archive = base / Path(url).name
+            if not check_integrity(str(archive), md5):
+                problems.append(str(archive))
         for sub in ("images", "annotations"):
             if not (base / sub).is_dir():
                 problems.append(str(base / sub))
@@ -335,10 +340,16 @@ def load_weights(name: str = "alexnet") -> dict:
     """The cached ImageNet state_dict, fetched first if missing and a network is there."""
     path = weights_path()
     if not _weights_ok(path):
-        if path.exists():
-            raise DatasetCorruptError(f"{path} fails its SHA-256 check (truncated or corrupted); "
-                                      f"re-fetch it with: python -m alexnet_utils download alexnet_weights --force")
-        _download_weights(force=False)
+        damaged = path.exists()
+        try:
+            _download_weights(force=True)
+        except DatasetMissingError as err:
+            if damaged:
+                raise DatasetCorruptError(
+                    f"{path} fails its SHA-256 check (truncated or corrupted) and could not be fetched again; "
+                    f"on a machine with internet run: python -m alexnet_utils download alexnet_weights --force"
+                ) from err
+            raise
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -351,9 +362,14 @@ def _from_torchvision(name: str, split: str, image_size: int) -> ImageSet:
     root = cache_dir() / name
     problems = _verify(name, root) if root.is_dir() else ["not downloaded"]
     if problems and root.is_dir():
-        raise DatasetCorruptError(f"{SOURCES[name].title} in {root} is damaged ({', '.join(problems[:3])}); "
-                                  f"re-fetch it with: python -m alexnet_utils download {name} --force")
-    if problems:
+        try:  # never load a damaged copy: fetch a fresh one, or say how to
+            download(name, force=True)
+        except DatasetMissingError as err:
+            raise DatasetCorruptError(
+                f"{SOURCES[name].title} in {root} is damaged ({', '.join(problems[:3])}) and could not be "
+                f"fetched again; on a machine with internet run: python -m alexnet_utils download {name} --force"
+            ) from err
+    elif problems:
         download(name)
     ds = _torchvision_dataset(name, root, split, download=False)
     if name == "cifar10":

@@ -8,7 +8,6 @@ stderr, cells tampered with) is flagged for manual review with a reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from . import course as course_mod
-from .sandbox import Limits, bwrap_path, write_kernelspec
+from .sandbox import Limits, sandbox_problem, write_kernelspec
 
 REPORT = "grading_report.json"
 
@@ -49,11 +48,16 @@ def submissions(course: Path, names: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _digest_tree(folder: Path) -> dict[str, str]:
-    if not folder.exists():
-        return {}
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file below ``folder``: cheap enough to take per student."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _changed_students(before: dict, after: dict, student: str) -> set[str]:
+    """Students other than ``student`` whose submitted files differ between two snapshots."""
+    paths = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    return {Path(p).parts[0] for p in paths} - {student}
 
 
 def _tampering(course: Path, name: str, student: str) -> list[str]:
@@ -137,19 +141,18 @@ def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
     the caller passes ``unsafe=True``.
     """
     course = Path(course).resolve()
-    names = course_mod._resolve(course, names)
+    names = course_mod.resolve_assignments(course, names)
     pairs = submissions(course, names)
     if not pairs:
         return []
-    sandboxed = bwrap_path() is not None
+    problem = sandbox_problem()
+    sandboxed = problem is None
     if not sandboxed and not unsafe:
         raise SandboxUnavailable(
-            "no sandbox found: install bubblewrap (apt-get install bubblewrap) so that students' code "
-            "runs without network, with the course read-only and memory and time limits; or pass "
-            "--unsafe to grade with none of that")
+            f"no sandbox: {problem}. The sandbox runs students' code without network, with the course "
+            "read-only and memory and time limits; pass --unsafe to grade with none of that")
     for name in names:  # the gradebook learns each assignment's cells from generate_assignment
         course_mod.run_nbgrader(["generate_assignment", name, "--force"], course)
-    outcomes = []
     with tempfile.TemporaryDirectory(prefix="alexnet-grading-") as tmp:
         env, extra = {}, [f"--Execute.timeout={limits.cell_seconds}"]
         if sandboxed:
@@ -160,32 +163,27 @@ def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
             env = {"JUPYTER_PATH": str(Path(tmp) / "jupyter"), "JUPYTER_RUNTIME_DIR": runtime, "TMPDIR": runtime}
             # an absolute socket prefix: nbgrader and the kernel run in different folders
             extra += ["--KernelManager.transport=ipc", f"--KernelManager.ip={runtime}/kernel-ipc"]
+        snapshot = _snapshot(course / "submitted")
+        flags_of = {}
         for name, student in pairs:
-            others_before = {s: _digest_tree(course / "submitted" / s) for s in _students(course) if s != student}
             flags = _tampering(course, name, student)
             try:
                 course_mod.run_nbgrader(["autograde", name, "--student", student, "--force", *extra], course, env)
             except course_mod.CourseError as err:
                 flags.append(_nbgrader_error(err))
             flags += _output_flags(course, name, student)
-            for other, before in others_before.items():
-                if _digest_tree(course / "submitted" / other) != before:
-                    flags.append(f"files of student {other} changed while grading {student}")
-            score, max_score = _score(course, name, student)
-            outcomes.append(Outcome(name, student, score, max_score, flags))
+            after = _snapshot(course / "submitted")
+            for other in sorted(_changed_students(snapshot, after, student)):
+                flags.append(f"files of student {other} changed while grading {student}")
+            snapshot = after
+            flags_of[name, student] = flags
+    scores = {(s.assignment, s.student): s for s in course_mod.read_scores(course)}
+    outcomes = []
+    for key, flags in flags_of.items():
+        score = scores.get(key)
+        outcomes.append(Outcome(*key, score.score if score else None, score.max_score if score else None, flags))
     _write_report(course, outcomes)
     return outcomes
-
-
-def _students(course: Path) -> list[str]:
-    return sorted(p.name for p in (course / "submitted").glob("*") if p.is_dir())
-
-
-def _score(course: Path, name: str, student: str) -> tuple[float | None, float | None]:
-    for s in course_mod.read_scores(course):
-        if s.assignment == name and s.student == student:
-            return s.score, s.max_score
-    return None, None
 
 
 def _write_report(course: Path, outcomes: list[Outcome]) -> None:

@@ -13,9 +13,11 @@ transport), the one channel a private network namespace leaves.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,19 @@ class Limits:
 
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
+
+
+@functools.cache
+def sandbox_problem() -> str | None:
+    """Why no jail can be made here (None when bubblewrap works), e.g. user namespaces disabled."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    probe = subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                            "--unshare-net", "--unshare-pid", "--", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create a sandbox on this machine: {probe.stderr.strip() or probe.returncode}"
+    return None
 
 
 def write_kernelspec(jupyter_dir: Path, course: Path, limits: Limits) -> Path:

@@ -265,7 +265,20 @@ def _loader_generator(loader) -> torch.Generator | None:
     return gen if isinstance(gen, torch.Generator) else None
 
 
+def run_path(name: str, run=None) -> Path:
+    """Where a notebook experiment keeps its checkpoint (per profile, in the course cache).
+
+    Pass it as ``fit(..., checkpoint=au.train.run_path("02_baseline"))``: a restarted
+    kernel then resumes the run, or returns a finished one, instead of retraining.
+    """
+    from .data import cache_dir
+
+    return cache_dir() / "runs" / (run or active_profile()).name / f"{name}.pt"
+
+
 def _resume(path: Path, model, optimizer, scheduler, scaler, train) -> History:
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a save cut short by a dead kernel
+        stale.unlink(missing_ok=True)
     if not path.exists():
         return History()
     try:

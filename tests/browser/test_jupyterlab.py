@@ -280,8 +280,10 @@ def test_release_notebook_runs_in_jupyterlab(release, lab, browser, artifacts):
             f"{page.locator('.jp-NotebookPanel-toolbar').first.inner_text()!r}"
         assert validate.inner_text().strip() == "Validate" and validate.get_attribute("aria-disabled") != "true"
 
+        started = time.monotonic()
         _run_all(page, rel)
         _wait_for_run_all(page, probe, rel)
+        run_all_s = time.monotonic() - started
         nb = _save(page, notebook, probe, rel)
         _screenshot(page, shot)
         cells = page.evaluate(DOM_CELLS_JS)  # again, after every cell was laid out for the screenshot
@@ -322,7 +324,8 @@ def test_release_notebook_runs_in_jupyterlab(release, lab, browser, artifacts):
         assert bars >= 1, f"{rel}: no progress-bar widget rendered in the page\n{table}"
         own_images = sum(c["images"] for i, c in enumerate(cells) if i != probe)
         own_bars = sum(c["progress"] for i, c in enumerate(cells) if i != probe)
-        print(f"{rel}: {own_images} image(s) and {own_bars} progress bar(s) of its own rendered; screenshot {shot}")
+        print(f"{rel}: Run All took {run_all_s:.0f} s; {own_images} image(s) and {own_bars} progress bar(s) "
+              f"of its own rendered; screenshot {shot}")
 
         # Validate really validates: the untouched release must fail its tests (`nbgrader validate --invert`).
         verdict, text = _validate(page, rel)

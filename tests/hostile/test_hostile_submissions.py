@@ -15,12 +15,12 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from alexnet_utils import course as course_mod
 from alexnet_utils import grading
-from alexnet_utils.sandbox import Limits, bwrap_path
+from alexnet_utils.sandbox import Limits, sandbox_problem
 
 ROOT = course_mod.repo_root()
 NAME = "90_hostile"
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")]
+              pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox: {sandbox_problem()}")]
 
 
 def _cell(kind, source, **nbgrader):

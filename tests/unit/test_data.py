@@ -269,10 +269,16 @@ def test_corrupt_cifar10_file_names_the_force_fix(monkeypatch, cache, network_do
     with pytest.raises(DatasetCorruptError) as err:
         data.load("cifar10")
     assert "python -m alexnet_utils download cifar10 --force" in str(err.value)
-    assert not network_down  # neither downloaded over nor read
+    assert network_down and all(download for _, _, download in network_down), \
+        "a damaged copy is fetched again, never read"
+    assert (batches / "data_batch_1").read_bytes() == b"junk" * 100, "a failed re-fetch leaves the cache as it was"
 
 
-def test_junk_weights_file_is_never_loaded(cache):
+def test_junk_weights_file_is_never_loaded(monkeypatch, cache):
+    def offline(url, dst, progress=True):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     path = data.weights_path()
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a state dict")
