@@ -45,7 +45,7 @@ grade: $(STAMP)
 	$(PY) -m alexnet_utils grade --references
 
 bench: $(STAMP)
-	$(PY) -m alexnet_utils bench --json bench.json
+	$(PY) -m alexnet_utils bench --curriculum --json bench.json
 
 doctor: $(STAMP)
 	$(PY) -m alexnet_utils doctor
