@@ -210,6 +210,24 @@ def _torchvision_dataset(name: str, root: Path, split: str, download: bool):
     raise ValueError(name)
 
 
+def _checksums(name: str) -> list[tuple[str, str]]:
+    """(path below the dataset's cache folder, MD5) of every file torchvision verifies for ``name``."""
+    from torchvision import datasets as tv
+
+    if name == "cifar10":
+        return [(f"cifar-10-batches-py/{f}", md5) for f, md5 in tv.CIFAR10.train_list + tv.CIFAR10.test_list]
+    if name == "mnist":
+        return [(f"MNIST/raw/{f}", md5) for f, md5 in tv.MNIST.resources]
+    if name == "flowers102":
+        return [(f"flowers-102/{f}", md5) for f, md5 in tv.Flowers102._file_dict.values()]
+    if name == "oxford_pets":
+        return [(f"oxford-iiit-pet/{Path(url).name}", md5) for url, md5 in tv.OxfordIIITPet._RESOURCES]
+    raise ValueError(name)
+
+
+EXTRACTED = {"oxford_pets": ("oxford-iiit-pet/images", "oxford-iiit-pet/annotations")}
+
+
 def _verify(name: str, root: Path) -> list[str]:
     """Problems with the cached copy of ``name`` (empty when it is complete and intact)."""
     from torchvision.datasets.utils import check_integrity
@@ -217,35 +235,8 @@ def _verify(name: str, root: Path) -> list[str]:
     if name == "alexnet_weights":
         path = weights_path()
         return [] if _weights_ok(path) else [f"{path} is missing or fails its SHA-256 check"]
-    problems = []
-    if name == "cifar10":
-        base = root / "cifar-10-batches-py"
-        from torchvision.datasets import CIFAR10
-        for fname, md5 in CIFAR10.train_list + CIFAR10.test_list:
-            if not check_integrity(str(base / fname), md5):
-                problems.append(str(base / fname))
-    elif name == "mnist":
-        from torchvision.datasets import MNIST
-        raw = root / "MNIST" / "raw"
-        for url, md5 in MNIST.resources:
-            if not check_integrity(str(raw / url), md5):
-                problems.append(str(raw / url))
-    elif name == "flowers102":
-        from torchvision.datasets import Flowers102
-        base = root / "flowers-102"
-        for fname, md5 in Flowers102._file_dict.values():
-            if not check_integrity(str(base / fname), md5):
-                problems.append(str(base / fname))
-    elif name == "oxford_pets":
-        from torchvision.datasets import OxfordIIITPet
-        base = root / "oxford-iiit-pet"
-        for url, md5 in OxfordIIITPet._RESOURCES:
-            archive = base / Path(url).name
-            if not check_integrity(str(archive), md5):
-                problems.append(str(archive))
-        for sub in ("images", "annotations"):
-            if not (base / sub).is_dir():
-                problems.append(str(base / sub))
+    problems = [str(root / rel) for rel, md5 in _checksums(name) if not check_integrity(str(root / rel), md5)]
+    problems += [str(root / rel) for rel in EXTRACTED.get(name, ()) if not (root / rel).is_dir()]
     return problems
 
 
@@ -285,9 +276,9 @@ def download(name: str, force: bool = False) -> Path:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except (OSError, RuntimeError) as err:
-        if isinstance(err, DatasetCorruptError):
-            raise
+    except DatasetCorruptError:
+        raise
+    except (OSError, RuntimeError) as err:  # torchvision reports failed downloads either way
         raise DatasetMissingError(_missing_message(name, f"download failed: {err}")) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -60,48 +60,51 @@ def _changed_students(before: dict, after: dict, student: str) -> set[str]:
     return {Path(p).parts[0] for p in paths} - {student}
 
 
-def _tampering(course: Path, name: str, student: str) -> list[str]:
+@dataclass(frozen=True)
+class _Expected:
+    """An assignment's graded and locked cells as the instructor wrote them and as students got them."""
+
+    cells: dict  # grade_id -> source cell
+    accepted: dict  # grade_id -> the texts a locked cell may hold (with or without hidden tests)
+
+    @classmethod
+    def of(cls, course: Path, name: str) -> _Expected:
+        def by_id(folder):
+            return {c.metadata["nbgrader"]["grade_id"]: c for nb in course_mod.notebooks(folder)
+                    for c in nbformat.read(nb, as_version=4).cells if "nbgrader" in c.metadata}
+
+        cells, released = by_id(course / "source" / name), by_id(course / "release" / name)
+        accepted = {gid: {_strip(c.source), _strip(released[gid].source if gid in released else c.source)}
+                    for gid, c in cells.items()}
+        return cls(cells, accepted)
+
+
+def _tampering(course: Path, name: str, student: str, expected: _Expected) -> list[str]:
     """What a student changed that nbgrader will quietly undo or cannot grade: say so for review."""
     flags = []
-    source = {c.metadata["nbgrader"]["grade_id"]: c
-              for nb in course_mod.notebooks(course / "source" / name)
-              for c in nbformat.read(nb, as_version=4).cells if "nbgrader" in c.metadata}
     for path in course_mod.notebooks(course / "submitted" / student / name):
         try:
             nb = nbformat.read(path, as_version=4)
         except Exception as err:  # not JSON, not a notebook
             flags.append(f"{path.name} is not a readable notebook ({type(err).__name__})")
             continue
-        seen = {}
-        for cell in nb.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if "grade_id" in meta:
-                seen[meta["grade_id"]] = cell
-        for gid, cell in source.items():
+        seen = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+                if "grade_id" in c.get("metadata", {}).get("nbgrader", {})}
+        for gid, cell in expected.cells.items():
             meta = cell.metadata["nbgrader"]
             if gid not in seen:
                 if meta.get("grade") or meta.get("locked"):
                     flags.append(f"{path.name}: graded/locked cell {gid!r} was deleted")
-                continue
-            if seen[gid].cell_type != cell.cell_type:
+            elif seen[gid].cell_type != cell.cell_type:
                 flags.append(f"{path.name}: cell {gid!r} changed type to {seen[gid].cell_type}")
-            elif meta.get("locked") and not meta.get("solution") and _strip(seen[gid].source) not in (
-                    _strip(cell.source), _strip(_release_text(course, name, gid, cell.source))):
+            elif meta.get("locked") and not meta.get("solution") and \
+                    _strip(seen[gid].source) not in expected.accepted[gid]:
                 flags.append(f"{path.name}: locked cell {gid!r} was edited (nbgrader restores it)")
     return flags
 
 
 def _strip(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
-
-
-def _release_text(course: Path, name: str, gid: str, fallback: str) -> str:
-    """A locked cell as students received it (hidden tests removed)."""
-    for nb in course_mod.notebooks(course / "release" / name):
-        for c in nbformat.read(nb, as_version=4).cells:
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == gid:
-                return c.source
-    return fallback
 
 
 def _output_flags(course: Path, name: str, student: str) -> list[str]:
@@ -164,9 +167,10 @@ def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
             # an absolute socket prefix: nbgrader and the kernel run in different folders
             extra += ["--KernelManager.transport=ipc", f"--KernelManager.ip={runtime}/kernel-ipc"]
         snapshot = _snapshot(course / "submitted")
+        expected = {name: _Expected.of(course, name) for name in names}
         flags_of = {}
         for name, student in pairs:
-            flags = _tampering(course, name, student)
+            flags = _tampering(course, name, student, expected[name])
             try:
                 course_mod.run_nbgrader(["autograde", name, "--student", student, "--force", *extra], course, env)
             except course_mod.CourseError as err:
