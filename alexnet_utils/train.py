@@ -302,3 +302,48 @@ def _resume(path: Path, model, optimizer, scheduler, scaler, train) -> History:
     history = History(**state["history"])
     print(f"resumed from {path} after epoch {len(history)}")
     return history
+
+
+SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine")
+
+
+def schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, *, warmup_steps: int = 0,
+             step_size: int | None = None, gamma: float = 0.1, final_fraction: float = 0.01):
+    """A torch.optim.lr_scheduler for one of the course's schedules, stepped once per step.
+
+    ``step`` divides the rate by 10 (``gamma``) every ``step_size`` steps (default a third of
+    the run), as AlexNet's authors did by hand; ``exponential`` reaches ``final_fraction`` of
+    the start at the end; ``warmup_cosine`` ramps up linearly for ``warmup_steps`` first.
+    """
+    from torch.optim import lr_scheduler as sched
+
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps < total_steps; "
+                         f"got total_steps={total_steps}, warmup_steps={warmup_steps}")
+    if name == "constant":
+        return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if name == "step":
+        return sched.StepLR(optimizer, step_size=step_size or max(1, total_steps // 3), gamma=gamma)
+    if name == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=final_fraction ** (1 / total_steps))
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=total_steps)
+    warmup = max(1, warmup_steps)
+    return sched.SequentialLR(optimizer, [
+        sched.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup),
+        sched.CosineAnnealingLR(optimizer, T_max=total_steps - warmup),
+    ], milestones=[warmup])
+
+
+def lr_curve(name: str, lr: float, total_steps: int, **kwargs) -> list[float]:
+    """The learning rate at every step of a schedule, computed by the real scheduler."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = schedule(name, optimizer, total_steps, **kwargs)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates

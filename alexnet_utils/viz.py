@@ -185,3 +185,95 @@ def claims_table(rows: Sequence[tuple]):
         table.append({"claim": claim, "literature": said, "measured here": measured,
                       "agrees": "yes" if agrees else "no"})
     return pd.DataFrame(table).set_index("claim")
+
+
+def plot_lr_schedules(names: Sequence[str] | None = None, lr: float = 0.1, total_steps: int = 1000,
+                      warmup_steps: int = 50, show: bool = True):
+    """Learning rate against training step for each named schedule, from torch's own schedulers."""
+    import matplotlib.pyplot as plt
+
+    from .train import SCHEDULES, lr_curve
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name in names or SCHEDULES:
+        ax.plot(lr_curve(name, lr, total_steps, warmup_steps=warmup_steps), label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"learning-rate schedules over {total_steps} steps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _finish(fig, show)
+
+
+def _png(fig) -> bytes:
+    """A figure as PNG bytes for an ipywidgets.Image: redraws work in any kernel, no output capture needed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def lr_schedule_explorer(total_steps: int = 1000):
+    """Controls for schedule, starting rate and warm-up; the curve redraws as they move."""
+    import ipywidgets as w
+
+    from .train import SCHEDULES
+
+    name = w.Dropdown(options=SCHEDULES, value="warmup_cosine", description="schedule")
+    lr = w.FloatLogSlider(value=0.1, base=10, min=-4, max=0, step=0.1, description="start lr")
+    warmup = w.IntSlider(value=total_steps // 20, min=0, max=total_steps // 2, description="warm-up")
+    picture = w.Image(format="png")
+
+    def redraw(_=None):
+        fig = plot_lr_schedules([name.value], lr.value, total_steps, warmup.value, show=False)
+        picture.value = _png(fig)
+
+    for control in (name, lr, warmup):
+        control.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([name, lr, warmup]), picture])
+
+
+def feature_browser(model: torch.nn.Module, data, n: int = 16):
+    """Pick an image of ``data`` (an ImageSet) and a conv layer; see that layer's first ``n`` feature maps."""
+    import ipywidgets as w
+
+    from .models import paper_names
+
+    modules = dict(model.named_modules())
+    convs = {short: modules[full] for full, short in paper_names(model).items() if short.startswith("conv")}
+    if not convs:
+        raise ValueError("the model has no Conv2d layers to browse")
+    layer = w.Dropdown(options=list(convs), description="layer")
+    index = w.IntSlider(value=0, min=0, max=len(data) - 1, description="image")
+    image, maps = w.Image(format="png"), w.Image(format="png")
+    device = next(model.parameters()).device
+
+    def activation(i: int, name: str) -> torch.Tensor:
+        captured = {}
+        hook = convs[name].register_forward_hook(lambda m, inp, out: captured.setdefault("a", out.detach()))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(data.normalise(data.images[i:i + 1]).to(device))
+        finally:
+            hook.remove()
+            model.train(was_training)
+        return captured["a"][0].cpu()
+
+    def redraw(_=None):
+        i = index.value
+        image.value = _png(show_images(data.images[i:i + 1], n=1, show=False,
+                                       title=f"image {i} ({data.classes[int(data.labels[i])]})"))
+        maps.value = _png(feature_maps(activation(i, layer.value), n=n, show=False,
+                                       title=f"{layer.value} feature maps"))
+
+    for control in (layer, index):
+        control.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([layer, index]), w.HBox([image, maps])])
