@@ -309,3 +309,21 @@ def test_fp32_precision_does_not_autocast(train_set, val_set):
     model.features[0].register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     run(model, train, None, optimizer, 1, precision="fp32")
     assert set(dtypes) == {torch.float32}
+
+
+def test_fast_defaults_follow_the_fp32_loss_curve():
+    """fit's fast path (auto precision, channels-last batches) learns like plain fp32 NCHW."""
+    images = data.shapes(512, seed=3)
+    curves = {}
+    for label, kwargs, channels_last in [("fast", {}, True), ("fp32", dict(precision="fp32",
+                                                                           channels_last=False), False)]:
+        torch.manual_seed(0)
+        model = au.mini_alexnet(norm="bn", width=0.5, dropout=0.0)
+        loader = au.DeviceLoader(images, 64, augment="flip", device="cpu", seed=0, channels_last=channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        curves[label] = au.fit(model, loader, epochs=4, optimizer=optimizer, device="cpu", progress=False,
+                               **kwargs)["train_loss"]
+    fast, fp32 = curves["fast"], curves["fp32"]
+    assert fp32[-1] < 0.8 * fp32[0], f"the reference run should learn: {fp32}"
+    for epoch, (a, b) in enumerate(zip(fast, fp32, strict=True), start=1):
+        assert a == pytest.approx(b, rel=0.15, abs=0.05), f"epoch {epoch}: fast {a:.3f} vs fp32 {b:.3f}"
