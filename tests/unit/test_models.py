@@ -92,15 +92,21 @@ def test_conv1_has_96_filters_11x11_stride_4(paper_alexnet):
     assert conv1.stride == (4, 4)
 
 
+def _after_conv(features, kind):
+    """(number of convs seen so far, layer) for every layer of type ``kind``."""
+    seen_convs, found = 0, []
+    for layer in features:
+        seen_convs += isinstance(layer, nn.Conv2d)
+        if isinstance(layer, kind):
+            found.append((seen_convs, layer))
+    return found
+
+
 def test_lrn_uses_paper_constants_after_conv1_and_conv2_only(paper_alexnet):
-    seen_convs, lrn_after = 0, []
-    for layer in paper_alexnet.features:
-        if isinstance(layer, nn.Conv2d):
-            seen_convs += 1
-        if isinstance(layer, nn.LocalResponseNorm):
-            lrn_after.append(seen_convs)
-            assert (layer.size, layer.alpha, layer.beta, layer.k) == (5, 5e-4, 0.75, 2.0)
-    assert lrn_after == [1, 2]
+    lrns = _after_conv(paper_alexnet.features, nn.LocalResponseNorm)
+    assert [after for after, _ in lrns] == [1, 2]
+    for _, layer in lrns:
+        assert (layer.size, layer.alpha, layer.beta, layer.k) == (5, 5e-4, 0.75, 2.0)
 
 
 def test_lrn_sits_after_the_relu_and_before_the_pool(paper_alexnet):
@@ -110,14 +116,10 @@ def test_lrn_sits_after_the_relu_and_before_the_pool(paper_alexnet):
 
 
 def test_pools_overlap_3x3_stride_2_after_conv1_conv2_conv5(paper_alexnet):
-    seen_convs, pool_after = 0, []
-    for layer in paper_alexnet.features:
-        if isinstance(layer, nn.Conv2d):
-            seen_convs += 1
-        if isinstance(layer, nn.MaxPool2d):
-            pool_after.append(seen_convs)
-            assert layer.kernel_size == 3 and layer.stride == 2
-    assert pool_after == [1, 2, 5]
+    pools = _after_conv(paper_alexnet.features, nn.MaxPool2d)
+    assert [after for after, _ in pools] == [1, 2, 5]
+    for _, layer in pools:
+        assert layer.kernel_size == 3 and layer.stride == 2
 
 
 def test_two_towers_group_conv2_conv4_conv5_only(paper_alexnet):
