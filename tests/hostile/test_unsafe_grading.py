@@ -1,0 +1,45 @@
+"""Without a sandbox, grading needs --unsafe, and then still grades correctly."""
+
+import shutil
+
+import nbformat
+import pytest
+
+from alexnet_utils import course as course_mod
+from alexnet_utils import grading
+
+from .test_hostile_submissions import NAME, ROOT, source_notebook
+
+
+@pytest.fixture
+def tiny_course(tmp_path):
+    shutil.copy2(ROOT / "nbgrader_config.py", tmp_path)
+    (tmp_path / "source" / NAME).mkdir(parents=True)
+    nbformat.write(source_notebook(), tmp_path / "source" / NAME / f"{NAME}.ipynb")
+    (tmp_path / "submitted" / "ada" / NAME).mkdir(parents=True)
+    nbformat.write(source_notebook(), tmp_path / "submitted" / "ada" / NAME / f"{NAME}.ipynb")
+    return tmp_path
+
+
+@pytest.fixture
+def no_sandbox(monkeypatch):
+    monkeypatch.setattr(grading, "sandbox_problem", lambda: "bubblewrap (bwrap) is not installed")
+
+
+def test_without_a_sandbox_grading_refuses_and_names_the_fix(tiny_course, no_sandbox):
+    with pytest.raises(grading.SandboxUnavailable, match="--unsafe"):
+        grading.grade(tiny_course)
+    assert not (tiny_course / "autograded").exists()
+
+
+@pytest.mark.slow
+def test_unsafe_grading_without_a_sandbox_still_scores(tiny_course, no_sandbox):
+    (outcome,) = grading.grade(tiny_course, unsafe=True)
+    assert (outcome.student, outcome.score, outcome.max_score, outcome.flags) == ("ada", 4, 4, [])
+    assert [s.student for s in course_mod.read_scores(tiny_course)] == ["ada"]
+
+
+def test_an_empty_submitted_folder_grades_nothing(tiny_course):
+    shutil.rmtree(tiny_course / "submitted")
+    (tiny_course / "submitted").mkdir()
+    assert grading.grade(tiny_course) == []
