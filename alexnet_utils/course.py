@@ -158,19 +158,23 @@ def grade_references(course: Path | None = None, names: list[str] | None = None,
     course = Path(course or repo_root())
     names = resolve_assignments(course, names)
     with scratch_course(course) as scratch:
+        _hand_in(scratch, names, {REFERENCE: "source", BLANK: "release"})
         for name in names:
-            run_nbgrader(["generate_assignment", name, "--force"], scratch)
-        for name in names:
-            for nb in notebooks(scratch / "source" / name):
-                _strip_outputs(nb, scratch / "submitted" / REFERENCE / name / nb.name)
-            for nb in notebooks(scratch / "release" / name):
-                _strip_outputs(nb, scratch / "submitted" / BLANK / name / nb.name)
             run_nbgrader(["autograde", name, "--force"], scratch)
             run_nbgrader(["generate_feedback", name, "--force"], scratch)
         scores = [s for s in read_scores(scratch) if s.assignment in names]
         if write:
             _write_autograded(course, scratch, names, scores)
     return scores
+
+
+def _hand_in(scratch: Path, names: list[str], students: dict[str, str]) -> None:
+    """Generate each release, then file student -> folder ("source" or "release") as submissions."""
+    for name in names:
+        run_nbgrader(["generate_assignment", name, "--force"], scratch)
+        for student, folder in students.items():
+            for nb in notebooks(scratch / folder / name):
+                _strip_outputs(nb, scratch / "submitted" / student / name / nb.name)
 
 
 def _write_autograded(course: Path, scratch: Path, names: list[str], scores: list[Score]) -> None:
@@ -205,10 +209,7 @@ def time_autograde_one_submission(course: Path | None = None) -> float:
     course = Path(course or repo_root())
     names = assignments(course)
     with scratch_course(course) as scratch:
-        for name in names:
-            run_nbgrader(["generate_assignment", name, "--force"], scratch)
-            for nb in notebooks(scratch / "source" / name):
-                _strip_outputs(nb, scratch / "submitted" / REFERENCE / name / nb.name)
+        _hand_in(scratch, names, {REFERENCE: "source"})
         t0 = time.perf_counter()
         for name in names:
             run_nbgrader(["autograde", name, "--student", REFERENCE, "--force"], scratch)
