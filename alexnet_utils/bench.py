@@ -109,7 +109,7 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding,
 
     raw = getattr(conv_backward_flop, "__wrapped__", conv_backward_flop)  # the formula on plain shapes
     total = raw(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
-                               output_padding, groups, output_mask, out_shape, **kwargs)
+                output_padding, groups, output_mask, out_shape, **kwargs)
     if groups > 1 and output_mask[1] and not transposed:
         def t(shape):
             return [shape[1], shape[0], *shape[2:]]

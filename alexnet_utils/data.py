@@ -499,14 +499,13 @@ def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip"
 
     Batches come channels-last, the layout ``fit`` trains conv nets in.
     """
-    kwargs["channels_last"] = channels_last
     run = run or active_profile()
     train = load(name, "train", run, seed=seed)
     val = load(name, "test", run, seed=seed, announce=False)
     bs = batch_size or run.batch_size
-    return (DeviceLoader(train, bs, shuffle=True, augment=augment, device=device, seed=seed, **kwargs),
-            DeviceLoader(val, bs, shuffle=False, augment="none", device=device, **kwargs))
-
+    common = dict(device=device, channels_last=channels_last, **kwargs)
+    return (DeviceLoader(train, bs, shuffle=True, augment=augment, seed=seed, **common),
+            DeviceLoader(val, bs, shuffle=False, augment="none", **common))
 
 
 # --------------------------------------------------------------------------- PIL pipeline

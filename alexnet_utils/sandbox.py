@@ -100,18 +100,19 @@ def bwrap_command(connection_file: Path, workdir: Path, course: Path, limits: Li
 
 
 def _needed_paths(course: Path) -> list[Path]:
-    """The course, the interpreter and everything on sys.path that lives under /tmp or the home folder."""
+    """Of the course, the interpreter and sys.path, what lives under /tmp or the home folder.
+
+    Everything else stays visible through the read-only bind of ``/``.
+    """
     blanked = (Path("/tmp").resolve(), Path.home().resolve())
     wanted = {course.resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     wanted |= {Path(p).resolve() for p in sys.path if p and Path(p).exists()}
-    inside = [p for p in wanted if any(p == b or b in p.parents for b in blanked) and p not in blanked]
+    inside = [p for p in wanted if any(b in p.parents for b in blanked)]
     # bind parents before children, and skip children already covered by a bound parent
     result: list[Path] = []
     for p in sorted(inside, key=lambda q: len(q.parts)):
         if not any(r in p.parents for r in result):
             result.append(p)
-    if course.resolve() not in result and not any(r in course.resolve().parents for r in result):
-        result.append(course.resolve())
     return result
 
 
