@@ -19,7 +19,7 @@ ifeq ($(shell id -u),0)
 LAB_FLAGS += --allow-root
 endif
 
-.PHONY: install lab test release grade bench doctor lint clean
+.PHONY: install lab test check release grade bench doctor lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,13 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_FLAGS)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
+
+# The developer's loop (under 2 minutes): unit tests, then notebook 01's nbgrader round trip.
+check: $(STAMP)
+	$(PY) -m ruff check alexnet_utils tests
+	$(PY) -m pytest -q -m "not slow and not browser" tests/unit
+	ALEXNET_TEST_ASSIGNMENTS=01_build_alexnet $(PY) -m pytest -q tests/course/test_grading.py -k "point or zero"
 
 release: $(STAMP)
 	$(PY) -m alexnet_utils release

@@ -1,22 +1,42 @@
-"""alexnet_utils: what the AlexNet course's notebooks import as ``au``."""
+"""alexnet_utils: what the AlexNet course's notebooks import as ``au``.
 
-from . import bench, data, models, train, viz
+The rule of the public API: a notebook calls only names listed in ``__all__``
+here (``au.fit``) or in a listed module's own ``__all__`` (``au.viz.bar_chart``).
+The instructor's tools live in ``alexnet_utils.course`` and are never imported here.
+"""
+
+from . import claims, data, experiment, measure, models, profiles, session, train, viz
+from .claims import Claim, claims_table
 from .data import DeviceLoader, ImageSet, load, loaders
+from .experiment import Comparison, Variant, compare, differences
+from .measure import count_flops, layer_table
 from .models import (
-                     AlexNet,
-                     AlexNetConfig,
-                     alexnet_2012,
-                     alexnet_torchvision,
-                     count_parameters,
-                     mini_alexnet,
-                     pretrained_alexnet,
+    AlexNet,
+    AlexNetConfig,
+    alexnet_2012,
+    alexnet_torchvision,
+    count_parameters,
+    mini_alexnet,
+    mini_config,
+    pretrained_alexnet,
 )
-from .profiles import Profile, profile
-from .train import History, evaluate, fit
+from .profiles import RunProfile, run_profile
+from .session import start
+from .train import History, TrainConfig, evaluate, fit, run_path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
-    "bench", "data", "models", "train", "viz", "ImageSet", "DeviceLoader", "load", "loaders",
-    "AlexNet", "AlexNetConfig", "alexnet_2012", "alexnet_torchvision", "count_parameters",
-    "mini_alexnet", "pretrained_alexnet", "Profile", "profile", "History", "evaluate", "fit",
+    # modules, for their own __all__
+    "claims", "data", "experiment", "measure", "models", "profiles", "session", "train", "viz",
+    # starting a notebook
+    "start", "run_profile", "RunProfile",
+    # networks
+    "AlexNet", "AlexNetConfig", "alexnet_2012", "alexnet_torchvision", "mini_alexnet", "mini_config",
+    "pretrained_alexnet", "count_parameters",
+    # data
+    "ImageSet", "DeviceLoader", "load", "loaders",
+    # training and comparing
+    "TrainConfig", "History", "fit", "evaluate", "run_path", "Variant", "Comparison", "compare", "differences",
+    # measuring and reporting
+    "layer_table", "count_flops", "Claim", "claims_table",
 ]

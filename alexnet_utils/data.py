@@ -7,6 +7,13 @@ profile never touches the network: it uses data that ships inside packages
 
 from __future__ import annotations
 
+__all__ = [
+    "CIFAR10_MEAN", "CIFAR10_STD", "MNIST_MEAN", "MNIST_STD", "IMAGENET_MEAN", "IMAGENET_STD",
+    "CIFAR10_CLASSES", "SHAPES_CLASSES", "AUGMENTS", "AUGMENT_PRESETS", "DATASETS", "DatasetMissingError",
+    "DatasetCorruptError", "cache_dir", "ImageSet", "shapes", "mnist5k", "is_cached", "download",
+    "load_weights", "load", "DeviceLoader", "loaders", "make_loaders", "augmentation", "pil_loader",
+]
+
 import math
 import os
 import shutil
@@ -17,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .profiles import Profile
-from .profiles import profile as active_profile
+from .profiles import RunProfile
+from .profiles import run_profile as active_profile
 
 CACHE_ENV = "ALEXNET_DATA"
 
@@ -180,7 +187,7 @@ class Source:
     name: str
     title: str
     size: str
-    stand_in: str | None
+    stand_in: str  # what the offline profile uses instead
 
 
 SOURCES = {
@@ -189,7 +196,7 @@ SOURCES = {
     "flowers102": Source("flowers102", "Oxford Flowers-102", "330 MB", stand_in="shapes"),
     "oxford_pets": Source("oxford_pets", "Oxford-IIIT Pets", "800 MB", stand_in="shapes"),
     "alexnet_weights": Source("alexnet_weights", "torchvision's ImageNet AlexNet weights", "233 MB",
-                              stand_in=None),
+                              stand_in="random weights"),
 }
 OFFLINE = ("shapes", "mnist5k")
 DATASETS = tuple(n for n in SOURCES if n != "alexnet_weights") + OFFLINE
@@ -215,7 +222,8 @@ def _checksums(name: str) -> list[tuple[str, str]]:
     from torchvision import datasets as tv
 
     if name == "cifar10":
-        return [(f"cifar-10-batches-py/{f}", md5) for f, md5 in tv.CIFAR10.train_list + tv.CIFAR10.test_list]
+        files = tv.CIFAR10.train_list + tv.CIFAR10.test_list + [[tv.CIFAR10.meta["filename"], tv.CIFAR10.meta["md5"]]]
+        return [(f"cifar-10-batches-py/{f}", md5) for f, md5 in files]
     if name == "mnist":
         return [(f"MNIST/raw/{f}", md5) for f, md5 in tv.MNIST.resources]
     if name == "flowers102":
@@ -225,7 +233,31 @@ def _checksums(name: str) -> list[tuple[str, str]]:
     raise ValueError(name)
 
 
-EXTRACTED = {"oxford_pets": ("oxford-iiit-pet/images", "oxford-iiit-pet/annotations")}
+EXTRACTED = {"oxford_pets": ("oxford-iiit-pet/images", "oxford-iiit-pet/annotations"),
+             "flowers102": ("flowers-102/jpg",)}
+
+
+def _unpacked_mismatches(name: str, root: Path) -> list[str]:
+    """MNIST is read from files unpacked from the checked archives: they must hold the archives' bytes."""
+    import gzip
+    import hashlib
+    import zlib
+
+    if name != "mnist":
+        return []
+    problems = []
+    for rel, _ in _checksums(name):
+        packed, unpacked = root / rel, root / rel.removesuffix(".gz")
+        if not packed.is_file():
+            continue  # reported by the checksum
+        try:
+            with gzip.open(packed) as f, open(unpacked, "rb") as g:
+                same = hashlib.sha256(f.read()).digest() == hashlib.sha256(g.read()).digest()
+        except (OSError, EOFError, zlib.error):
+            same = False
+        if not same:
+            problems.append(str(unpacked))
+    return problems
 
 
 def _verify(name: str, root: Path) -> list[str]:
@@ -237,7 +269,7 @@ def _verify(name: str, root: Path) -> list[str]:
         return [] if _weights_ok(path) else [f"{path} is missing or fails its SHA-256 check"]
     problems = [str(root / rel) for rel, md5 in _checksums(name) if not check_integrity(str(root / rel), md5)]
     problems += [str(root / rel) for rel in EXTRACTED.get(name, ()) if not (root / rel).is_dir()]
-    return problems
+    return problems + _unpacked_mismatches(name, root)
 
 
 def is_cached(name: str) -> bool:
@@ -387,7 +419,7 @@ def _resized(name: str, ds, size: int) -> ImageSet:
                     IMAGENET_MEAN, IMAGENET_STD)
 
 
-def load(name: str, split: str = "train", run: Profile | None = None, image_size: int = 160,
+def load(name: str, split: str = "train", run: RunProfile | None = None, image_size: int = 160,
          seed: int = 0, announce: bool = True) -> ImageSet:
     """A dataset by name, sized by the run profile.
 
@@ -421,7 +453,8 @@ def load(name: str, split: str = "train", run: Profile | None = None, image_size
 
 # --------------------------------------------------------------------------- loading
 
-AUGMENTS = ("none", "flip", "crop", "crop_flip")
+AUGMENTS = ("none", "flip", "crop", "crop_flip")  # what DeviceLoader does batched, on the device
+AUGMENT_PRESETS = AUGMENTS + ("strong", "autoaugment")  # and what only the PIL pipeline does
 
 
 class DeviceLoader:
@@ -494,18 +527,33 @@ class DeviceLoader:
 
 
 def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip",
-            run: Profile | None = None, device=None, seed: int = 0, channels_last: bool = True, **kwargs):
-    """``(train, val)`` DeviceLoaders for a named dataset, sized by the run profile.
+            run: RunProfile | None = None, device=None, seed: int = 0, channels_last: bool = True, **kwargs):
+    """``(train, val)`` loaders for a named dataset, sized by the run profile.
 
     Batches come channels-last, the layout ``fit`` trains conv nets in.
     """
     run = run or active_profile()
     train = load(name, "train", run, seed=seed)
     val = load(name, "test", run, seed=seed, announce=False)
-    bs = batch_size or run.batch_size
+    return make_loaders(train, val, batch_size or run.batch_size, augment, seed=seed, device=device,
+                        channels_last=channels_last, **kwargs)
+
+
+def make_loaders(train: ImageSet, val: ImageSet, batch_size: int, augment: str = "crop_flip", *, seed: int = 0,
+                 device=None, channels_last: bool = True, num_workers: int | None = None, **kwargs):
+    """``(train, val)`` loaders over two ImageSets; validation is never augmented.
+
+    Crops and flips run batched on the device (DeviceLoader); presets with no
+    batched form (``strong``, ``autoaugment``) go through PIL and a DataLoader.
+    """
+    if augment not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
     common = dict(device=device, channels_last=channels_last, **kwargs)
-    return (DeviceLoader(train, bs, shuffle=True, augment=augment, seed=seed, **common),
-            DeviceLoader(val, bs, shuffle=False, augment="none", **common))
+    val_loader = DeviceLoader(val, batch_size, shuffle=False, augment="none", **common)
+    if augment in AUGMENTS:
+        return DeviceLoader(train, batch_size, shuffle=True, augment=augment, seed=seed, **common), val_loader
+    workers = num_workers if num_workers is not None else (0 if active_profile().offline else 2)
+    return pil_loader(train, batch_size, augment=augment, num_workers=workers, seed=seed), val_loader
 
 
 # --------------------------------------------------------------------------- PIL pipeline
@@ -518,6 +566,8 @@ def augmentation(preset: str, mean, std, size: int = 32, pad: int = 4):
     """
     from torchvision.transforms import v2
 
+    if preset not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
     presets = {
         "none": [],
         "flip": [v2.RandomHorizontalFlip()],
@@ -528,8 +578,6 @@ def augmentation(preset: str, mean, std, size: int = 32, pad: int = 4):
         "autoaugment": [v2.RandomCrop(size, padding=pad), v2.RandomHorizontalFlip(),
                         v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)],
     }
-    if preset not in presets:
-        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(presets)}")
     return v2.Compose([v2.PILToTensor(), *presets[preset], v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(mean, std)])
 

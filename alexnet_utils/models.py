@@ -7,6 +7,12 @@ everywhere in the course; each variant below is only a different config.
 
 from __future__ import annotations
 
+__all__ = [
+    "ACTIVATIONS", "NORMS", "INITS", "PAPER_LRN", "AlexNetConfig", "AlexNet", "alexnet_2012",
+    "alexnet_torchvision", "mini_config", "mini_alexnet", "count_parameters", "pretrained_alexnet",
+    "paper_names",
+]
+
 from dataclasses import dataclass, replace
 
 import torch
@@ -197,9 +203,14 @@ MINI_CONFIG = AlexNetConfig(
 )
 
 
+def mini_config(num_classes: int = 10, in_channels: int = 3, **overrides) -> AlexNetConfig:
+    """The config of ``mini_alexnet``: the starting point that comparisons vary one field of."""
+    return replace(MINI_CONFIG, num_classes=num_classes, in_channels=in_channels, **overrides)
+
+
 def mini_alexnet(num_classes: int = 10, in_channels: int = 3, **overrides) -> AlexNet:
     """AlexNet's shape scaled to 32x32 images (CIFAR-10, MNIST): five convs, three pools, three FCs."""
-    return AlexNet(replace(MINI_CONFIG, num_classes=num_classes, in_channels=in_channels, **overrides))
+    return AlexNet(mini_config(num_classes, in_channels, **overrides))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -214,10 +225,10 @@ def pretrained_alexnet(num_classes: int = 1000) -> AlexNet:
     A new ``num_classes`` replaces the last layer (for transfer learning).
     """
     from . import data
-    from .profiles import profile
+    from .profiles import run_profile
 
     model = alexnet_torchvision()
-    if profile().offline:
+    if run_profile().offline:
         print("smoke profile: random weights stand in for torchvision's ImageNet AlexNet weights")
     else:
         model.load_state_dict(data.load_weights("alexnet"))

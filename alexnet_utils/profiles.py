@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ENV_VAR", "PROFILES", "RunProfile", "run_profile", "default_profile_name",
+]
+
 import os
 from dataclasses import dataclass
 
@@ -9,7 +13,7 @@ ENV_VAR = "ALEXNET_PROFILE"
 
 
 @dataclass(frozen=True)
-class Profile:
+class RunProfile:
     """Run sizes every experiment reads; ``None`` sample counts mean the whole dataset."""
 
     name: str
@@ -17,6 +21,8 @@ class Profile:
     train_samples: int | None
     val_samples: int | None
     batch_size: int
+    seeds: int
+    model_width: float  # scales mini_alexnet's channels and units: small in smoke, full size on a GPU
     offline: bool
     summary: str
 
@@ -27,15 +33,16 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", epochs=2, train_samples=512, val_samples=256, batch_size=64,
-                     offline=True,
-                     summary="seconds per notebook, offline stand-in data (tests, CI, autograding)"),
-    "quick": Profile("quick", epochs=5, train_samples=10_000, val_samples=2_000, batch_size=128,
-                     offline=False,
-                     summary="minutes per notebook on a laptop CPU, real data"),
-    "full": Profile("full", epochs=30, train_samples=None, val_samples=None, batch_size=256,
-                    offline=False,
-                    summary="the real experiment, meant for a GPU"),
+    "smoke": RunProfile("smoke", epochs=2, train_samples=512, val_samples=256, batch_size=64, seeds=1,
+                        model_width=0.25,
+                        offline=True, summary="seconds per notebook on offline stand-in data, for tests, CI "
+                                              "and autograding"),
+    "quick": RunProfile("quick", epochs=5, train_samples=10_000, val_samples=2_000, batch_size=128, seeds=2,
+                        model_width=0.5,
+                        offline=False, summary="minutes per notebook on a laptop CPU, real data"),
+    "full": RunProfile("full", epochs=30, train_samples=None, val_samples=None, batch_size=256, seeds=3,
+                       model_width=1.0,
+                       offline=False, summary="the real experiment, meant for a GPU"),
 }
 
 
@@ -49,7 +56,7 @@ def default_profile_name() -> str:
     return "full" if torch.cuda.is_available() else "quick"
 
 
-def profile(name: str | None = None) -> Profile:
+def run_profile(name: str | None = None) -> RunProfile:
     """The active run profile (or the named one); unknown names list the valid ones."""
     key = (name or default_profile_name()).strip().lower()
     try:

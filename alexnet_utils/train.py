@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "PRECISIONS", "OPTIMIZERS", "SCHEDULES", "History", "TrainConfig", "default_device", "autocast_dtype",
+    "evaluate", "fit", "run_path", "schedule", "lr_curve",
+]
+
 import contextlib
 import math
 import os
@@ -12,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .profiles import profile as active_profile
+from .profiles import run_profile as active_profile
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -23,6 +28,7 @@ class History:
 
     epochs: list[dict] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
+    step_records: list[dict] = field(default_factory=list)  # what fit's step_metrics returned, per step
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -43,13 +49,16 @@ class History:
         return f"History({len(self)} epochs)\n{self.frame().to_string()}" if self.epochs else "History(empty)"
 
     def final(self, column: str = "val_acc"):
+        """The last epoch's value of ``column`` (``None`` before the first epoch)."""
         return self.epochs[-1][column] if self.epochs else None
 
     def best(self, column: str = "val_acc"):
+        """The highest value ``column`` reached (``None`` before the first epoch)."""
         return max(self[column]) if self.epochs else None
 
 
 def default_device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -107,19 +116,117 @@ def evaluate(model: nn.Module, loader, device=None, precision: str = "fp32",
     return {"loss": total_loss.item() / n, "acc": correct.item() / n}
 
 
-def fit(model: nn.Module, train, val=None, epochs: int | None = None, optimizer=None, scheduler=None,
-        *, device=None, checkpoint: str | os.PathLike | None = None, loss_fn: nn.Module | None = None,
-        precision: str = "auto", channels_last: bool | None = None, compile: bool = False,
-        scheduler_interval: str = "epoch", grad_clip: float | None = None, progress: bool = True,
-        desc: str = "training") -> History:
-    """Train ``model`` and return its History.
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
-    With ``checkpoint=PATH`` every epoch is saved atomically and a later call
-    resumes from it, so a dead kernel loses at most one epoch; a finished run
-    is returned from the file without training again.
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: every field a fair comparison holds fixed or changes on purpose.
+
+    The defaults are the 2012 paper's recipe (Section 5): SGD with momentum 0.9,
+    learning rate 0.01, weight decay 5e-4, random crops and flips. ``epochs`` and
+    ``batch_size`` left at ``None`` come from the run profile.
     """
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    augment: str = "crop_flip"
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    precision: str = "auto"
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    lr_scale: tuple[tuple[str, float], ...] = ()  # (parameter-name prefix, factor): e.g. (("features", 0.1),)
+
+    def __post_init__(self):
+        from .data import AUGMENT_PRESETS
+
+        for field_name, value, valid in (("optimizer", self.optimizer, OPTIMIZERS),
+                                         ("schedule", self.schedule, SCHEDULES),
+                                         ("augment", self.augment, AUGMENT_PRESETS),
+                                         ("precision", self.precision, PRECISIONS)):
+            if value not in valid:
+                raise ValueError(f"unknown {field_name} {value!r}; choose one of {', '.join(valid)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"need lr > 0, weight_decay >= 0 and warmup_epochs >= 0; got lr={self.lr}, "
+                             f"weight_decay={self.weight_decay}, warmup_epochs={self.warmup_epochs}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for the run profile's); got {value}")
+
+    def sized(self, run=None) -> TrainConfig:
+        """This config with ``epochs`` and ``batch_size`` filled in from the run profile."""
+        from dataclasses import replace
+
+        run = run or active_profile()
+        return replace(self, epochs=self.epochs or run.epochs, batch_size=self.batch_size or run.batch_size)
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over the trainable parameters only, one group per ``lr_scale`` factor."""
+        groups: dict[float, list] = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                scale = next((f for prefix, f in self.lr_scale if name.startswith(prefix)), 1.0)
+                groups.setdefault(scale, []).append(param)
+        if not groups:
+            raise ValueError("the model has no trainable parameters (every requires_grad is False)")
+        param_groups = [{"params": ps, "lr": self.lr * s, "lr_scale": s} for s, ps in groups.items()]
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(param_groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        kind = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
+        return kind(param_groups, lr=self.lr, weight_decay=self.weight_decay)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int | None = None):
+        """The learning-rate schedule, stepped once per training step."""
+        total = steps_per_epoch * (epochs or self.epochs or active_profile().epochs)
+        warmup = min(total - 1, round(self.warmup_epochs * steps_per_epoch))
+        return schedule(self.schedule, optimizer, total, warmup_steps=warmup)
+
+
+def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None, optimizer=None, scheduler=None,
+        epochs: int | None = None, device=None, checkpoint: str | os.PathLike | None = None,
+        loss_fn: nn.Module | None = None, precision: str | None = None, channels_last: bool | None = None,
+        compile: bool = False, scheduler_interval: str = "epoch", grad_clip: float | None = None,
+        step_metrics=None, progress: bool = True, desc: str = "training") -> History:
+    """Train ``model`` and return its History (one row per epoch, every step's loss).
+
+    Args:
+        model: the network; moved to ``device`` (channels-last when it has convolutions).
+        train, val: iterables of ``(images, labels)`` batches, e.g. ``au.loaders(...)``.
+        config: a TrainConfig; builds the optimizer, a per-step schedule, precision,
+            gradient clipping and label smoothing. Give either ``config`` or ``optimizer``:
+            ``fit`` has no optimizer of its own that a result could silently depend on.
+        optimizer, scheduler: your own, instead of ``config``; the scheduler steps once
+            per epoch, or per step with ``scheduler_interval="step"``.
+        epochs: overrides ``config.epochs``; by default the run profile's.
+        checkpoint: a path (``au.run_path(...)``); every epoch is saved atomically and a
+            later call resumes, so a dead kernel loses at most one epoch, and a finished
+            run is returned from the file without training again.
+        precision: ``"auto"`` (bf16 autocast on a CPU that has it, AMP on CUDA), ``"fp32"``,
+            ``"bf16"`` or ``"fp16"``; default ``config.precision`` or ``"auto"``.
+        step_metrics: ``fn(model) -> dict`` called after each backward pass, before the
+            update (gradients are in place); its rows land in ``history.step_records``.
+        grad_clip: clip the global gradient norm to this value.
+        progress: one progress bar over all steps (a widget in Jupyter).
+    """
+    if config is not None and optimizer is not None:
+        raise ValueError("pass config= or optimizer=, not both: the config builds its own optimizer")
+    if config is None and optimizer is None:
+        raise TypeError("fit() needs an optimizer: pass config=au.TrainConfig(...) (the paper's SGD recipe "
+                        "by default) or optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)")
     device = torch.device(device) if device else default_device()
-    epochs = epochs if epochs is not None else active_profile().epochs
+    epochs = epochs or (config.epochs if config else None) or active_profile().epochs
+    precision = precision or (config.precision if config else "auto")
+    if config is not None:
+        grad_clip = grad_clip if grad_clip is not None else config.grad_clip
+        if loss_fn is None and config.label_smoothing:
+            loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
     if len(train) == 0:
@@ -130,7 +237,10 @@ def fit(model: nn.Module, train, val=None, epochs: int | None = None, optimizer=
         channels_last = _has_conv(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    if config is not None:
+        torch.manual_seed(config.seed)
+        optimizer = config.make_optimizer(model)
+        scheduler, scheduler_interval = config.make_scheduler(optimizer, len(train), epochs), "step"
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     dtype = autocast_dtype(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -139,17 +249,23 @@ def fit(model: nn.Module, train, val=None, epochs: int | None = None, optimizer=
     history = History()
     if checkpoint is not None:
         history = _resume(Path(checkpoint), model, optimizer, scheduler, scaler, train)
+        if history.epochs:
+            done = "finished run loaded" if len(history) >= epochs else f"resumed after epoch {len(history)}"
+            print(f"{desc}: {done} from {checkpoint}")
     start = len(history)
     steps_per_epoch = len(train)
-    bar = _progress_bar(progress, total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=desc)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=desc, unit="step",
+               disable=not progress)
     step = _Step(step_model, optimizer, scheduler if scheduler_interval == "step" else None, scaler, loss_fn,
-                 device, dtype, channels_last, grad_clip)
+                 device, dtype, channels_last, grad_clip, step_metrics)
     try:
         for epoch in range(start, epochs):
             model.train()
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            step_losses, train_acc = step.epoch(train, bar, f"{epoch + 1}/{epochs}")
+            step_losses, train_acc, records = step.epoch(train, bar, f"{epoch + 1}/{epochs}")
             train_loss = sum(step_losses) / len(step_losses)
             if not math.isfinite(train_loss):
                 raise FloatingPointError(
@@ -165,6 +281,7 @@ def fit(model: nn.Module, train, val=None, epochs: int | None = None, optimizer=
             row.update(lr=lr, time_s=time.perf_counter() - t0)
             history.epochs.append(row)
             history.steps.extend(step_losses)
+            history.step_records.extend(records)
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}",
                             **{k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
             if checkpoint is not None:
@@ -187,10 +304,13 @@ class _Step:
     dtype: torch.dtype | None
     channels_last: bool
     grad_clip: float | None
+    step_metrics: object | None = None  # fn(model) -> dict, read between backward and update
+    records: list = field(default_factory=list)
 
-    def epoch(self, train, bar, label: str) -> tuple[list[float], float]:
-        """Per-step losses and the accuracy on the training batches, read back once per epoch."""
+    def epoch(self, train, bar, label: str) -> tuple[list[float], float, list[dict]]:
+        """Per-step losses, the accuracy on the training batches and the step records of one epoch."""
         losses, correct, seen = [], torch.zeros((), device=self.device, dtype=torch.long), 0
+        self.records = []
         for i, (x, y) in enumerate(train):
             loss, out, y = self(x, y)
             losses.append(loss.detach())
@@ -199,7 +319,7 @@ class _Step:
             bar.update(1)
             if i % 25 == 0:
                 bar.set_postfix(epoch=label, loss=f"{loss.item():.3f}")
-        return torch.stack(losses).float().cpu().tolist(), correct.item() / seen
+        return torch.stack(losses).float().cpu().tolist(), correct.item() / seen, self.records
 
     def __call__(self, x, y):
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -210,34 +330,17 @@ class _Step:
             loss = self.loss_fn(out.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.grad_clip is not None:
+        if self.grad_clip is not None or self.step_metrics is not None:
             self.scaler.unscale_(self.optimizer)
+        if self.step_metrics is not None:
+            self.records.append(dict(self.step_metrics(self.model)))
+        if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
         return loss, out, y
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, *args, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress_bar(enabled: bool, **kwargs):
-    """One bar over all steps: a widget in Jupyter, text elsewhere."""
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="step", **kwargs)
 
 
 def _save(path: Path, model, optimizer, scheduler, scaler, history: History, train) -> None:
@@ -247,7 +350,7 @@ def _save(path: Path, model, optimizer, scheduler, scaler, history: History, tra
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict(),
-        "history": {"epochs": history.epochs, "steps": history.steps},
+        "history": {"epochs": history.epochs, "steps": history.steps, "step_records": history.step_records},
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -299,9 +402,7 @@ def _resume(path: Path, model, optimizer, scheduler, scaler, train) -> History:
     gen = _loader_generator(train)
     if gen is not None and rng["loader"] is not None:
         gen.set_state(rng["loader"])
-    history = History(**state["history"])
-    print(f"resumed from {path} after epoch {len(history)}")
-    return history
+    return History(**state["history"])
 
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine")
@@ -313,7 +414,9 @@ def schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, *, w
 
     ``step`` divides the rate by 10 (``gamma``) every ``step_size`` steps (default a third of
     the run), as AlexNet's authors did by hand; ``exponential`` reaches ``final_fraction`` of
-    the start at the end; ``warmup_cosine`` ramps up linearly for ``warmup_steps`` first.
+    the start at the end. With ``warmup_steps`` the rate first ramps up linearly and the
+    schedule runs over the remaining steps; ``warmup_cosine`` always warms up (5% of the run
+    unless told otherwise).
     """
     from torch.optim import lr_scheduler as sched
 
@@ -322,19 +425,22 @@ def schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, *, w
     if total_steps < 1 or not 0 <= warmup_steps < total_steps:
         raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps < total_steps; "
                          f"got total_steps={total_steps}, warmup_steps={warmup_steps}")
+    if name == "warmup_cosine":  # warms up even when not told how long: 5% of the run
+        name, warmup_steps = "cosine", warmup_steps or max(1, total_steps // 20)
+    steps = total_steps - warmup_steps
     if name == "constant":
-        return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    if name == "step":
-        return sched.StepLR(optimizer, step_size=step_size or max(1, total_steps // 3), gamma=gamma)
-    if name == "exponential":
-        return sched.ExponentialLR(optimizer, gamma=final_fraction ** (1 / total_steps))
-    if name == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=total_steps)
-    warmup = max(1, warmup_steps)
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    elif name == "step":
+        main = sched.StepLR(optimizer, step_size=step_size or max(1, steps // 3), gamma=gamma)
+    elif name == "exponential":
+        main = sched.ExponentialLR(optimizer, gamma=final_fraction ** (1 / steps))
+    else:
+        main = sched.CosineAnnealingLR(optimizer, T_max=steps)
+    if not warmup_steps:
+        return main
     return sched.SequentialLR(optimizer, [
-        sched.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup),
-        sched.CosineAnnealingLR(optimizer, T_max=total_steps - warmup),
-    ], milestones=[warmup])
+        sched.LinearLR(optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps), main,
+    ], milestones=[warmup_steps])
 
 
 def lr_curve(name: str, lr: float, total_steps: int, **kwargs) -> list[float]:

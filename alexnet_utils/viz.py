@@ -6,6 +6,11 @@ to get the matplotlib Figure back instead (for tests or further edits).
 
 from __future__ import annotations
 
+__all__ = [
+    "show_images", "filter_grid", "feature_maps", "plot_curves", "plot_step_losses", "plot_comparison",
+    "plot_final", "bar_chart", "claims_html", "plot_lr_schedules", "lr_schedule_explorer", "feature_browser",
+]
+
 import math
 from collections.abc import Mapping, Sequence
 
@@ -103,22 +108,28 @@ def feature_maps(activation: torch.Tensor, n: int = 16, ncols: int | None = None
     return _finish(fig, show)
 
 
+METRIC_LABELS = {"train_loss": "training loss", "val_loss": "validation loss", "train_acc": "training accuracy",
+                 "val_acc": "validation accuracy", "lr": "learning rate", "time_s": "seconds per epoch"}
+
+
 def plot_curves(histories, metrics: Sequence[str] = ("loss", "acc"), title: str = "",
                 show: bool = True):
     """Train (dashed) and validation (solid) curves per epoch for one run or a dict of runs."""
     import matplotlib.pyplot as plt
 
-    if not isinstance(histories, Mapping):
-        histories = {"run": histories}
+    single = not isinstance(histories, Mapping)
+    if single:
+        histories = {"": histories}
     labels = {"loss": "cross-entropy loss", "acc": "accuracy"}
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes.flat, metrics, strict=True):
         for i, (name, hist) in enumerate(histories.items()):
             color = f"C{i}"
             epochs = hist["epoch"]
-            ax.plot(epochs, hist[f"train_{metric}"], "--", color=color, alpha=0.7, label=f"{name} (train)")
+            prefix = f"{name}, " if name else ""
+            ax.plot(epochs, hist[f"train_{metric}"], "--", color=color, label=f"{prefix}training")
             if hist.epochs and f"val_{metric}" in hist.epochs[0]:
-                ax.plot(epochs, hist[f"val_{metric}"], "-o", color=color, ms=3, label=f"{name} (val)")
+                ax.plot(epochs, hist[f"val_{metric}"], "-o", color=color, ms=3, label=f"{prefix}validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(labels.get(metric, metric))
         ax.grid(alpha=0.3)
@@ -155,48 +166,118 @@ def bar_chart(values: Mapping[str, float], title: str, ylabel: str, log: bool = 
     return _finish(fig, show)
 
 
-def comparison_table(runs: Mapping[str, Mapping] | Sequence[Mapping], sort_by: str | None = None,
-                     ascending: bool = False):
-    """Runs side by side as a DataFrame; ``History`` values contribute their final epoch."""
-    import pandas as pd
-
-    from .train import History
-
-    if isinstance(runs, Mapping):
-        rows = []
-        for name, value in runs.items():
-            row = value.epochs[-1].copy() if isinstance(value, History) else dict(value)
-            row.pop("epoch", None)
-            rows.append({"run": name, **row})
-        table = pd.DataFrame(rows).set_index("run")
-    else:
-        table = pd.DataFrame(list(runs))
-    return table.sort_values(sort_by, ascending=ascending) if sort_by else table
+VERDICT_COLOURS = {"agrees": "#1a7f37", "disagrees": "#cf222e", "not measurable in this profile": "#6e7781"}
 
 
-def claims_table(rows: Sequence[tuple]):
-    """Claim vs measurement: rows of ``(claim, literature value, measured value[, agrees])``."""
-    import pandas as pd
+def claims_html(frame) -> str:
+    """A claims table that reads like a table: text left-aligned, cells in full, verdicts in colour."""
+    from html import escape
 
-    table = []
-    for row in rows:
-        claim, said, measured, *rest = row
-        agrees = rest[0] if rest else (said == measured)
-        table.append({"claim": claim, "literature": said, "measured here": measured,
-                      "agrees": "yes" if agrees else "no"})
-    return pd.DataFrame(table).set_index("claim")
+    head = "".join(f'<th style="text-align:left">{escape(str(c))}</th>' for c in frame.columns)
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for col, value in row.items():
+            text = escape(str(value))
+            if col == "verdict":
+                colour = VERDICT_COLOURS.get(str(value), "inherit")
+                text = f'<b style="color:{colour}">{text}</b>'
+            cells.append(f'<td style="text-align:left; vertical-align:top; white-space:normal">{text}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<table class="alexnet-claims"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def plot_comparison(frame, metrics: Sequence[str] = ("train_loss", "val_acc"), title: str = "",
+                    show: bool = True):
+    """One panel per metric, one line per variant over epochs: mean over seeds, band = their spread."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if frame.empty:
+        raise ValueError("nothing to plot: the comparison has no finished epochs")
+    several_seeds = frame["seed"].nunique() > 1
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        sns.lineplot(frame, x="epoch", y=metric, hue="variant", marker="o", ax=ax,
+                     errorbar="sd" if several_seeds else None)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title=None)
+    seeds = frame["seed"].nunique()
+    fig.suptitle(f"{title} ({seeds} seed{'s' if seeds > 1 else ''}"
+                 f"{', band: ±1 sd' if several_seeds else ''})")
+    return _finish(fig, show)
+
+
+def plot_final(frame, metric: str = "val_acc", title: str = "", show: bool = True):
+    """The last epoch's ``metric`` per variant: a bar for the mean over seeds, a dot for each seed."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if frame.empty:
+        raise ValueError("nothing to plot: the comparison has no finished epochs")
+    last = frame.loc[frame.groupby(["variant", "seed"])["epoch"].idxmax()]
+    order = list(dict.fromkeys(frame["variant"]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(order) + 2), 3.6))
+    sns.barplot(last, x="variant", y=metric, order=order, errorbar=None, ax=ax, color="C0", alpha=0.6)
+    sns.stripplot(last, x="variant", y=metric, order=order, ax=ax, color="k", size=5)
+    for i, name in enumerate(order):
+        mean = last.loc[last["variant"] == name, metric].mean()
+        ax.annotate(f"{mean:.3f}", (i, mean), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 3), textcoords="offset points")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=20)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title or f"final {metric}")
+    return _finish(fig, show)
+
+
+def plot_step_losses(losses: Mapping[str, Sequence[float]] | Sequence[float], title: str = "",
+                     log: bool = True, smooth: int = 1, show: bool = True):
+    """Training loss at every step, per run; ``smooth`` > 1 adds a moving average over that many steps."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(losses, Mapping):
+        losses = {"training loss": losses}
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (name, values) in enumerate(losses.items()):
+        values = [float(v) for v in values]
+        steps = range(1, len(values) + 1)
+        if smooth > 1 and len(values) >= smooth:
+            ax.plot(steps, values, color=f"C{i}", alpha=0.25, lw=0.8)
+            kernel = torch.ones(smooth) / smooth
+            avg = torch.nn.functional.conv1d(torch.tensor(values).view(1, 1, -1), kernel.view(1, 1, -1))
+            ax.plot(range(smooth, len(values) + 1), avg.flatten().tolist(), color=f"C{i}", lw=1.8,
+                    label=f"{name} (mean of {smooth} steps)")
+        else:
+            ax.plot(steps, values, color=f"C{i}", lw=1.8, label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("cross-entropy loss")
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "training loss per step")
+    return _finish(fig, show)
 
 
 def plot_lr_schedules(names: Sequence[str] | None = None, lr: float = 0.1, total_steps: int = 1000,
                       warmup_steps: int = 50, show: bool = True):
-    """Learning rate against training step for each named schedule, from torch's own schedulers."""
+    """Learning rate against training step for each named schedule, from torch's own schedulers.
+
+    Named schedules all get ``warmup_steps`` of warm-up; the default overview of every
+    schedule warms up only ``warmup_cosine``, so the others show their own shape.
+    """
     import matplotlib.pyplot as plt
 
     from .train import SCHEDULES, lr_curve
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name in names or SCHEDULES:
-        ax.plot(lr_curve(name, lr, total_steps, warmup_steps=warmup_steps), label=name)
+        warm = warmup_steps if names or name == "warmup_cosine" else 0
+        ax.plot(lr_curve(name, lr, total_steps, warmup_steps=warm), label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel("learning rate")
     ax.set_title(f"learning-rate schedules over {total_steps} steps")

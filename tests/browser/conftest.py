@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from ..repo import scratch_course
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -183,10 +185,7 @@ def _write_json(path: Path, data) -> None:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """JupyterLab 4 with nbgrader's extensions on a scratch copy of the course."""
-    course = tmp_path_factory.mktemp("browser-course")
-    for name in ("nbgrader_config.py", "pyproject.toml"):
-        shutil.copy2(ROOT / name, course)
-    shutil.copytree(ROOT / "release", course / "release")
+    course = scratch_course(tmp_path_factory.mktemp("browser-course"), "release")
 
     # Private Jupyter config, settings, workspaces and runtime: nothing of the
     # user's (a saved layout, a disabled extension, a theme) leaks into the test.

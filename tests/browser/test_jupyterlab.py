@@ -28,9 +28,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ..repo import source_notebooks
 from .conftest import ROOT
 
-RELEASE = sorted((ROOT / "release").glob("*/*.ipynb"))
+RELEASE = [ROOT / "release" / nb.parent.name / nb.name for nb in source_notebooks()]
 OPEN_TIMEOUT = 90  # s: JupyterLab loaded, kernel started and idle
 RUN_TIMEOUT = 240  # s: Run All finished (the smoke profile takes seconds per notebook)
 SAVE_TIMEOUT = 30  # s

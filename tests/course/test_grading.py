@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from alexnet_utils import course
+from alexnet_utils.course import release as course
 
-from .conftest import ROOT, source_notebooks
+from .conftest import ROOT, assignments, source_notebooks
 
-NAMES = course.assignments(ROOT)
+NAMES = assignments()
 
 
 @pytest.mark.slow

@@ -24,11 +24,12 @@ import pytest
 from nbgrader.api import Gradebook
 from nbgrader.utils import get_username
 
-from alexnet_utils import course
+from alexnet_utils.course import release as course
 
-from .conftest import ROOT
+from ..repo import scratch_course
+from .conftest import ROOT, assignments
 
-NAMES = course.assignments(ROOT)
+NAMES = assignments()
 GRADED = NAMES[0]
 COURSE_ID = "alexnet"
 
@@ -123,10 +124,7 @@ def day(tmp_path_factory):
     d = Day(root=root, course=root / "course", exchange=root / "exchange",
             student_home=root / "home" / EXCHANGE_STUDENT)
     # the course: the repository's config and sources, plus where the exchange lives
-    d.course.mkdir()
-    shutil.copy2(ROOT / "nbgrader_config.py", d.course / "nbgrader_config.py")
-    shutil.copytree(ROOT / "source", d.course / "source",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    scratch_course(d.course, "source")
     with open(d.course / "nbgrader_config.py", "a") as f:
         f.write(COURSE_SETTINGS.format(exchange=str(d.exchange), regexp=NAMED_REGEXP))
     d.exchange.mkdir()
@@ -249,7 +247,7 @@ def test_autograde_runs_in_the_grading_profile_whatever_the_shell_says(day):
     for student in SUBMITTERS:
         for nb_name in _nb_names(day.course / "autograded" / student / GRADED):
             text = (day.course / "autograded" / student / GRADED / nb_name).read_text()
-            assert "run profile: smoke" in text, \
+            assert "run profile 'smoke'" in text, \
                 f"autograded/{student}/{GRADED}/{nb_name} did not run in the smoke profile (ALEXNET_PROFILE=quick)"
 
 

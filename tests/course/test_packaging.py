@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import tomllib
 import yaml
 
+from ..repo import scratch_course
 from .conftest import ROOT
 
 
@@ -59,9 +59,7 @@ def test_cli_doctor_reports_profile_and_cache():
 
 
 def test_cli_refuses_to_grade_students_without_a_sandbox(tmp_path):
-    course = tmp_path / "course"
-    shutil.copytree(ROOT / "source", course / "source")
-    shutil.copy2(ROOT / "nbgrader_config.py", course)
+    course = scratch_course(tmp_path / "course", "source")
     (course / "submitted" / "ada" / "01_build_alexnet").mkdir(parents=True)
     no_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # bwrap lives in /usr/bin
     proc = subprocess.run([sys.executable, "-m", "alexnet_utils", "grade", "--course", str(course)],

@@ -3,7 +3,7 @@
 import nbformat
 import pytest
 
-from alexnet_utils import selfstudy
+from alexnet_utils.course import selfstudy
 
 from .conftest import ROOT, source_notebooks
 

@@ -12,20 +12,14 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from .conftest import ROOT
+from .conftest import ROOT, source_notebooks
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = [ROOT / "notebooks" / nb.name for nb in source_notebooks()]
 STUB = "raise NotImplementedError()"
 SOLUTION_HEAD = "<details><summary><b>Show solution</b></summary>"
 PYTHON_FENCE = re.compile(r"^```python\n(.*?)\n```$", re.DOTALL | re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CELL_TIMEOUT = 300  # seconds per cell; a whole notebook takes seconds in the smoke profile
-
-
-@pytest.fixture(autouse=True)
-def smoke_profile_for_kernels(monkeypatch):
-    """The kernel inherits this process's environment: run every notebook offline, in seconds."""
-    monkeypatch.setenv("ALEXNET_PROFILE", "smoke")
 
 
 def _is_stub(cell) -> bool:

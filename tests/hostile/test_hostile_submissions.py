@@ -13,9 +13,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from alexnet_utils import course as course_mod
-from alexnet_utils import grading
-from alexnet_utils.sandbox import Limits, sandbox_problem
+from alexnet_utils.course import grading
+from alexnet_utils.course import release as course_mod
+from alexnet_utils.course.sandbox import Limits, sandbox_problem
+
+from ..repo import scratch_course
 
 ROOT = course_mod.repo_root()
 NAME = "90_hostile"
@@ -115,8 +117,7 @@ def _digest(folder):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = tmp_path_factory.mktemp("hostile-course")
-    shutil.copy2(ROOT / "nbgrader_config.py", course)
+    course = scratch_course(tmp_path_factory.mktemp("hostile-course"))
     (course / "source" / NAME).mkdir(parents=True)
     nbformat.write(source_notebook(), course / "source" / NAME / f"{NAME}.ipynb")
     cases = hostile_cases(course)

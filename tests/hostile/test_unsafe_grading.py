@@ -5,15 +5,16 @@ import shutil
 import nbformat
 import pytest
 
-from alexnet_utils import course as course_mod
-from alexnet_utils import grading
+from alexnet_utils.course import grading
+from alexnet_utils.course import release as course_mod
 
-from .test_hostile_submissions import NAME, ROOT, source_notebook
+from ..repo import scratch_course
+from .test_hostile_submissions import NAME, source_notebook
 
 
 @pytest.fixture
 def tiny_course(tmp_path):
-    shutil.copy2(ROOT / "nbgrader_config.py", tmp_path)
+    scratch_course(tmp_path)
     (tmp_path / "source" / NAME).mkdir(parents=True)
     nbformat.write(source_notebook(), tmp_path / "source" / NAME / f"{NAME}.ipynb")
     (tmp_path / "submitted" / "ada" / NAME).mkdir(parents=True)

@@ -11,13 +11,20 @@ matplotlib.use("Agg")
 
 def test_every_schedule_starts_at_the_given_rate_except_warmup():
     for name in train.SCHEDULES:
-        rates = train.lr_curve(name, 0.1, 300, warmup_steps=30)
+        rates = train.lr_curve(name, 0.1, 300)
         assert len(rates) == 300
-        if name == "warmup_cosine":
-            assert rates[0] == pytest.approx(0.1 / 30) and max(rates) == pytest.approx(0.1, rel=1e-3)
-            assert rates.index(max(rates)) == 30
+        if name == "warmup_cosine":  # always warms up, one step at least
+            assert rates[0] < 0.1 and max(rates) == pytest.approx(0.1, rel=1e-3)
         else:
             assert rates[0] == pytest.approx(0.1)
+
+
+def test_warmup_ramps_every_schedule_up_to_the_given_rate():
+    for name in train.SCHEDULES:
+        rates = train.lr_curve(name, 0.1, 300, warmup_steps=30)
+        assert rates[0] == pytest.approx(0.1 / 30), name
+        assert rates[30] == pytest.approx(0.1), name
+        assert all(a < b for a, b in zip(rates[:30], rates[1:31], strict=True)), f"{name} rises during warm-up"
 
 
 def test_schedules_end_where_they_should():

@@ -99,6 +99,7 @@ def _epochs_in(checkpoint):
         return 0
 
 
+@pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_to_the_same_weights_and_history(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)

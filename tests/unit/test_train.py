@@ -95,7 +95,7 @@ def test_fit_without_validation_has_no_val_columns(train_set, val_set):
 def test_fit_takes_epochs_from_the_profile_by_default(train_set, val_set):
     model, train, _, optimizer = setup(train_set, val_set)
     history = au.fit(model, train, optimizer=optimizer, device="cpu", precision="fp32", progress=False)
-    assert len(history) == au.profile("smoke").epochs == 2
+    assert len(history) == au.run_profile("smoke").epochs == 2
 
 
 def test_fit_learns_a_small_training_set(train_set):
@@ -327,3 +327,54 @@ def test_fast_defaults_follow_the_fp32_loss_curve():
     assert fp32[-1] < 0.8 * fp32[0], f"the reference run should learn: {fp32}"
     for epoch, (a, b) in enumerate(zip(fast, fp32, strict=True), start=1):
         assert a == pytest.approx(b, rel=0.15, abs=0.05), f"epoch {epoch}: fast {a:.3f} vs fp32 {b:.3f}"
+
+
+# --------------------------------------------------------------------------- TrainConfig
+
+def test_fit_has_no_optimizer_of_its_own():
+    model = au.mini_alexnet(width=0.125)
+    loader = data.DeviceLoader(data.shapes(64), 32, device="cpu")
+    with pytest.raises(TypeError, match="optimizer"):
+        au.fit(model, loader, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        au.fit(model, loader, config=au.TrainConfig(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+               progress=False)
+
+
+def test_train_config_builds_the_optimizer_over_trainable_parameters_with_lr_groups():
+    model = au.mini_alexnet(width=0.125)
+    for p in model.features[0].parameters():
+        p.requires_grad = False
+    config = au.TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=0.05, lr_scale=(("features", 0.1),))
+    opt = config.make_optimizer(model)
+    assert isinstance(opt, torch.optim.AdamW)
+    lrs = sorted(g["lr"] for g in opt.param_groups)
+    assert lrs == pytest.approx([1e-4, 1e-3])
+    held = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert not any(id(p) in held for p in model.features[0].parameters()), "frozen parameters stay out"
+    assert len(held) == sum(p.requires_grad for p in model.parameters())
+    assert all(g["weight_decay"] == 0.05 for g in opt.param_groups)
+    assert isinstance(au.TrainConfig().make_optimizer(model), torch.optim.SGD)
+
+
+def test_train_config_rejects_unknown_names_and_bad_numbers():
+    for bad in (dict(optimizer="lamb"), dict(schedule="triangle"), dict(augment="mixup"), dict(lr=0),
+                dict(epochs=0), dict(precision="int8")):
+        with pytest.raises(ValueError):
+            au.TrainConfig(**bad)
+
+
+def test_fit_with_a_config_steps_its_schedule_every_step():
+    model = au.mini_alexnet(width=0.125)
+    loader = data.DeviceLoader(data.shapes(128), 32, device="cpu")
+    config = au.TrainConfig(lr=0.05, schedule="cosine", warmup_epochs=1, epochs=3, precision="fp32")
+    history = au.fit(model, loader, config=config, device="cpu", progress=False)
+    assert history["lr"][0] == pytest.approx(0.05 / 4)  # warm-up: the first of 4 steps
+    assert history["lr"][1] == pytest.approx(0.05)       # warmed up after one epoch
+    assert history["lr"][2] < 0.05                       # then the cosine decays
+
+
+def test_sized_fills_budget_from_the_profile():
+    sized = au.TrainConfig().sized()
+    assert (sized.epochs, sized.batch_size) == (au.run_profile().epochs, au.run_profile().batch_size)
+    assert au.TrainConfig(epochs=7).sized().epochs == 7

@@ -1,6 +1,5 @@
 """Figures and tables: every plot returns its Figure with show=False."""
 
-import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -135,7 +134,7 @@ def test_plot_curves_draws_train_and_val_per_run_per_metric(two_runs):
     assert list(fig.axes[0].lines[0].get_ydata()) == [2.0, 1.5]
     assert list(fig.axes[1].lines[1].get_ydata()) == [0.25, 0.45]
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == ["baseline (train)", "baseline (val)", "sigmoid (train)", "sigmoid (val)"]
+    assert legend == ["baseline, training", "baseline, validation", "sigmoid, training", "sigmoid, validation"]
     assert fig._suptitle.get_text() == "ablation"
 
 
@@ -162,36 +161,3 @@ def test_bar_chart_colours_bars_by_layer_family():
     assert colours[0] == colours[1] and colours[2] == colours[3]
     assert colours[0] != colours[2]
 
-
-# --------------------------------------------------------------------------- tables
-
-def test_comparison_table_has_one_row_per_run_with_final_epoch_values(two_runs):
-    table = viz.comparison_table(two_runs)
-    assert isinstance(table, pd.DataFrame)
-    assert list(table.index) == ["baseline", "sigmoid"] and table.index.name == "run"
-    assert "epoch" not in table.columns
-    assert table.loc["baseline", "val_acc"] == 0.45
-    assert table.loc["sigmoid", "train_loss"] == 2.2
-    assert two_runs["baseline"].epochs[-1]["epoch"] == 2  # the History itself is untouched
-
-
-def test_comparison_table_sorts_by_a_column(two_runs):
-    table = viz.comparison_table(two_runs, sort_by="val_acc", ascending=True)
-    assert list(table.index) == ["sigmoid", "baseline"]
-
-
-def test_comparison_table_accepts_plain_dicts_and_lists():
-    table = viz.comparison_table({"a": {"acc": 0.1}, "b": {"acc": 0.9}}, sort_by="acc")
-    assert list(table.index) == ["b", "a"]
-    assert len(viz.comparison_table([{"acc": 0.1}, {"acc": 0.2}, {"acc": 0.3}])) == 3
-
-
-def test_claims_table_says_whether_each_claim_agrees():
-    table = viz.claims_table([
-        ("parameters", 60_965_224, 60_965_224),
-        ("top-5 error", 0.153, 0.41),
-        ("ReLU is faster", "6x", "4.8x", True),
-    ])
-    assert list(table.index) == ["parameters", "top-5 error", "ReLU is faster"]
-    assert list(table.columns) == ["literature", "measured here", "agrees"]
-    assert list(table["agrees"]) == ["yes", "no", "yes"]

@@ -1,10 +1,16 @@
-"""Timing that is honest on GPUs: warm up first, synchronise before reading the clock.
+"""Measuring a network: time that is honest on GPUs, throughput, memory, FLOPs, a per-layer table.
 
 CUDA kernels run asynchronously, so a timer read without
-``torch.cuda.synchronize()`` measures how fast work was queued, not done.
+``torch.cuda.synchronize()`` measures how fast work was queued, not done:
+warm up first, synchronise before reading the clock.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "synchronize", "time_it", "reset_peak_memory", "peak_memory_mb", "train_step_fn", "training_throughput",
+    "count_flops", "flops_by_layer", "matmul_peak_flops", "loader_throughput", "layer_table",
+]
 
 import resource
 import statistics
@@ -40,6 +46,7 @@ def time_it(fn, *, steps: int = 10, warmup: int = 2, device="cpu") -> list[float
 
 
 def reset_peak_memory(device) -> None:
+    """Start a new peak-memory measurement on a GPU (the CPU's peak resident size cannot be reset)."""
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -172,3 +179,32 @@ def loader_throughput(loader, epochs: int = 1) -> float:
     synchronize(device)
     return n / (time.perf_counter() - t0)
 
+
+
+def layer_table(model: nn.Module, input_shape=(1, 3, 224, 224)):
+    """Every conv and fully connected layer by its paper name: output shape, parameters, forward FLOPs.
+
+    One row per layer (``conv1`` ... ``fc8``), indexed by that name, with the module's
+    name in the model beside it; FLOPs count a multiply and an add separately.
+    """
+    import pandas as pd
+
+    from .models import paper_names
+
+    names = paper_names(model)
+    if not names:
+        raise ValueError("the model has no Conv2d or Linear layers to tabulate")
+    modules = dict(model.named_modules())
+    shapes, hooks = {}, []
+    for full in names:
+        hooks.append(modules[full].register_forward_hook(
+            lambda m, inp, out, full=full: shapes.__setitem__(full, tuple(out.shape))))
+    try:
+        flops = flops_by_layer(model, input_shape)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    rows = [{"layer": short, "module": full, "type": type(modules[full]).__name__,
+             "output shape": shapes.get(full), "params": sum(p.numel() for p in modules[full].parameters()),
+             "flops": flops.get(full, 0)} for full, short in names.items()]
+    return pd.DataFrame(rows).set_index("layer")

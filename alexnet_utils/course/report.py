@@ -13,8 +13,8 @@ import time
 import torch
 from torch import nn
 
-from . import bench, data, models
-from .train import _autocast, autocast_dtype, default_device, fit
+from .. import data, measure, models
+from ..train import _autocast, autocast_dtype, default_device, fit
 
 TARGETS = {  # key: (comparison, threshold)
     "loader_speedup": (">=", 20.0),
@@ -46,7 +46,7 @@ def loader_comparison(images: data.ImageSet, batch_size: int, device, repeats: i
         def run():
             for x, _ in loader:
                 x = x.to(device, non_blocking=True)
-            bench.synchronize(device)
+            measure.synchronize(device)
         return run
 
     fast_s = _epoch_seconds(drain(fast), repeats)
@@ -107,7 +107,7 @@ def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 
             bare_opt.zero_grad(set_to_none=True)
             loss.backward()
             bare_opt.step()
-        bench.synchronize(device)
+        measure.synchronize(device)
 
     torch.manual_seed(0)
     fit_model = models.mini_alexnet()
@@ -130,9 +130,9 @@ def model_flop_utilisation(fit_img_per_s: float, batch_size: int, device) -> dic
     """(d) training FLOP/s of ``fit`` over a matmul peak measured now, in the same dtype."""
     device = torch.device(device)
     model = models.mini_alexnet().to(device)
-    flops_per_image = bench.count_flops(model, (batch_size, 3, 32, 32), backward=True) / batch_size
+    flops_per_image = measure.count_flops(model, (batch_size, 3, 32, 32), backward=True) / batch_size
     dtype = autocast_dtype("auto", device) or torch.float32
-    peak = bench.matmul_peak_flops(device, dtype)
+    peak = measure.matmul_peak_flops(device, dtype)
     achieved = flops_per_image * fit_img_per_s
     return {"train_flops_per_image": flops_per_image, "matmul_peak_flops": peak,
             "achieved_flops": achieved, "mfu": achieved / peak, "mfu_dtype": str(dtype)}
@@ -145,7 +145,7 @@ def curriculum_timings() -> dict:
     import nbformat
     from nbclient import NotebookClient
 
-    from . import course
+    from . import release as course
 
     root = course.repo_root()
     old = os.environ.get("ALEXNET_PROFILE")
@@ -184,7 +184,7 @@ def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: i
     if device.type == "cuda":
         variants.append(("fp16", True))
     results["throughput"] = [
-        bench.training_throughput(models.mini_alexnet(), batch_size, device=device, precision=p,
+        measure.training_throughput(models.mini_alexnet(), batch_size, device=device, precision=p,
                                   channels_last=cl, steps=5)
         for p, cl in variants
     ]

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 KEYS = ("loader_speedup", "fit_speedup", "fit_overhead", "mfu", "device")
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_every_figure_to_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "alexnet_utils", "bench", "--samples", "256", "--json", str(out)],

@@ -7,7 +7,7 @@ write only its own working folder, and runs under a memory cap and a
 wall-clock limit. The kernel talks to nbgrader over Unix sockets (ZMQ's ipc
 transport), the one channel a private network namespace leaves.
 
-    python -m alexnet_utils.sandbox --course DIR --memory-mb N --seconds S CONNECTION_FILE [KERNEL OPTIONS]
+    python -m alexnet_utils.course.sandbox --course DIR --memory-mb N --seconds S CONNECTION_FILE [KERNEL OPTIONS]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def write_kernelspec(jupyter_dir: Path, course: Path, limits: Limits) -> Path:
     spec_dir = jupyter_dir / "kernels" / "python3"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "alexnet_utils.sandbox", "--course", str(course),
+        "argv": [sys.executable, "-m", "alexnet_utils.course.sandbox", "--course", str(course),
                  "--memory-mb", str(limits.memory_mb), "--seconds", str(limits.notebook_seconds),
                  "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)",

@@ -7,14 +7,12 @@ become checks the learner can run, and nbgrader's metadata is dropped.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
 import tomllib
 
-HIDDEN_MARKERS = re.compile(r"^\s*### (BEGIN|END) HIDDEN TESTS\s*$\n?", re.MULTILINE)
-SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
+from . import markers
 
 
 def course_settings(course: Path) -> dict:
@@ -46,7 +44,7 @@ if importlib.util.find_spec("alexnet_utils") is None:
 import torch
 
 if not torch.cuda.is_available():
-    print("No GPU found: experiments run on the CPU, sized by the run profile (alexnet_utils.profile()). "
+    print("No GPU found: experiments run on the CPU, sized by the run profile (ALEXNET_PROFILE). "
           "On Colab, Runtime > Change runtime type > T4 GPU gives the full-size runs.")'''
 
 
@@ -67,7 +65,7 @@ def _clean(cell):
 
 
 def _folded(source: str, language: str) -> nbformat.NotebookNode:
-    body = SOLUTION_MARKERS.sub("", source).strip("\n")
+    body = markers.strip(source, markers.SOLUTION).strip("\n")
     fence = f"```{language}\n{body}\n```" if language else body
     return nbformat.v4.new_markdown_cell(
         f"<details><summary><b>Show solution</b></summary>\n\n{fence}\n\n</details>")
@@ -97,7 +95,7 @@ def build(source_nb: Path, release_nb: Path, course: Path) -> nbformat.NotebookN
             cells.append(_folded(cell.source, "python" if cell.cell_type == "code" else ""))
         elif flags.get("grade") and cell.cell_type == "code":
             checks = _clean(cell)
-            checks.source = HIDDEN_MARKERS.sub("", cell.source)
+            checks.source = markers.strip(cell.source, markers.HIDDEN)
             cells.append(checks)
         else:
             cells.append(_clean(cell))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import course as course_mod
+from . import release as course_mod
 from .sandbox import Limits, sandbox_problem, write_kernelspec
 
 REPORT = "grading_report.json"

@@ -29,7 +29,7 @@ class CourseError(RuntimeError):
 
 def repo_root() -> Path:
     """The course directory this package was installed from (the repository)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def assignments(course: Path) -> list[str]:

@@ -1,0 +1,148 @@
+"""The instructor's command line: python -m alexnet_utils doctor | download | release | grade | bench"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def doctor(args) -> int:
+    """What a helper on a course forum asks first: versions, device, profile, cache."""
+    import torch
+    import torchvision
+
+    from .. import data, profiles
+    from ..train import _cpu_has_bf16
+
+    print(f"python        {platform.python_version()} ({sys.executable})")
+    print(f"torch         {torch.__version__}   torchvision {torchvision.__version__}")
+    print(f"CPU threads   {torch.get_num_threads()}   bf16 autocast on CPU: {'yes' if _cpu_has_bf16() else 'no'}")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            print(f"GPU {i}         {p.name}, {p.total_memory / 2**30:.1f} GiB, "
+                  f"bf16: {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
+    else:
+        print("GPU           none (CUDA not available): training runs on the CPU")
+    chosen = profiles.default_profile_name()
+    how = f"from {profiles.ENV_VAR}" if profiles.ENV_VAR in __import__("os").environ else "automatic"
+    try:
+        run = profiles.run_profile()
+        print(f"profile       {run.name} ({how}): {run.summary}")
+    except ValueError as err:
+        print(f"profile       {chosen!r} is invalid: {err}")
+    print(f"cache         {data.cache_dir()} (set {data.CACHE_ENV} to move it)")
+    for name, src in data.SOURCES.items():
+        state = "cached" if data.is_cached(name) else f"missing: python -m alexnet_utils download {name}"
+        print(f"  {name:<16} {src.title:<40} {state}")
+    try:
+        import nbgrader
+        print(f"nbgrader      {nbgrader.__version__}")
+    except ImportError:
+        print("nbgrader      not installed (pip install 'alexnet_utils[lab]' for instructors)")
+    return 0
+
+
+def download(args) -> int:
+    from .. import data
+
+    names = args.names or list(data.SOURCES)
+    failed = []
+    for name in names:
+        print(f"{name}: fetching into {data.cache_dir()} ...")
+        try:
+            print(f"{name}: ok ({data.download(name, force=args.force)})")
+        except (data.DatasetMissingError, data.DatasetCorruptError, ValueError) as err:
+            print(f"{name}: FAILED\n{err}", file=sys.stderr)
+            failed.append(name)
+    return 1 if failed else 0
+
+
+def release(args) -> int:
+    from . import release as course
+
+    for path in course.release(_course(args), args.assignments or None):
+        print(f"wrote {path}")
+    return 0
+
+
+def grade(args) -> int:
+    from . import grading
+    from . import release as course
+
+    root = _course(args)
+    if args.references:
+        scores = course.grade_references(root, args.assignments or None)
+        print(course.score_table(scores))
+        return 0
+    if grading.sandbox_problem() and args.unsafe:
+        print("warning: grading WITHOUT a sandbox: students' code runs with your permissions", file=sys.stderr)
+    try:
+        outcomes = grading.grade(root, args.assignments or None, unsafe=args.unsafe)
+    except grading.SandboxUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not outcomes:
+        print(f"no submissions to grade in {root / 'submitted'} (nbgrader expects "
+              f"submitted/<student>/<assignment>/<notebook>.ipynb)")
+        return 0
+    print(grading.report_table(outcomes))
+    print(f"report: {root / grading.REPORT}")
+    return 0
+
+
+def bench(args) -> int:
+    from . import report
+
+    results = report.run(curriculum=args.curriculum, samples=args.samples)
+    print(report.table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _course(args) -> Path:
+    from . import release as course
+
+    return Path(args.course).resolve() if args.course else course.repo_root()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alexnet_utils", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="print torch, CUDA, GPU, profile and cache status").set_defaults(fn=doctor)
+    p = sub.add_parser("download", help="fetch datasets and weights into the cache ahead of time")
+    p.add_argument("names", nargs="*", help="cifar10 mnist flowers102 oxford_pets alexnet_weights (default: all)")
+    p.add_argument("--force", action="store_true", help="fetch again even if a verified copy exists")
+    p.set_defaults(fn=download)
+    for name, fn, text in (("release", release, "regenerate release/ and notebooks/ from source/"),
+                           ("grade", grade, "autograde submissions and print a score table")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
+        p.add_argument("--course", help="course directory (default: this repository)")
+        if name == "grade":
+            p.add_argument("--references", action="store_true",
+                           help="grade the instructor's solutions and the blank release into autograded/")
+            p.add_argument("--unsafe", action="store_true",
+                           help="grade submitted/ even when no sandbox (bubblewrap) is available")
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("bench", help="measure training and loading throughput")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--samples", type=int, default=4096, help="CIFAR-shaped images per measurement")
+    p.add_argument("--curriculum", action="store_true",
+                   help="also time every notebook (smoke) and the autograding of one submission")
+    p.set_defaults(fn=bench)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except Exception as err:  # one readable line instead of a traceback for known failures
+        from .release import CourseError
+        if isinstance(err, CourseError):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+

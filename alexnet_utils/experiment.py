@@ -1,0 +1,269 @@
+"""A comparison under one budget: variants that share seed, data, epochs and recipe by construction.
+
+Each notebook from 02 on asks one question of the form "what does X change?".
+``compare`` answers it in one call: every variant trains on the same data
+with the same seeds, epochs and batch size (a variant may not change them),
+each finished run is cached per profile so a restarted kernel reloads it,
+and the result is a tidy table with one row per variant, seed and epoch.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BUDGET", "Variant", "Comparison", "compare", "differences",
+]
+
+import hashlib
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+
+import torch
+from torch import nn
+
+from .models import AlexNet, AlexNetConfig
+from .profiles import RunProfile, run_profile
+from .session import notebook_dir, seed_everything
+from .train import History, TrainConfig, default_device, fit
+
+BUDGET = ("epochs", "batch_size", "seed")  # what no variant may change
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a comparison: a model and, when it differs from the base, its training config."""
+
+    model: AlexNetConfig | Callable[[], nn.Module]
+    train: TrainConfig | None = None
+
+
+def differences(a, b) -> dict[str, tuple]:
+    """``{field: (a's value, b's value)}`` for every field two configs of one type disagree on."""
+    if type(a) is not type(b) or not is_dataclass(a):
+        raise TypeError(f"compare two configs of the same dataclass type; got {type(a).__name__} "
+                        f"and {type(b).__name__}")
+    return {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
+            if getattr(a, f.name) != getattr(b, f.name)}
+
+
+def _as_variant(value) -> Variant:
+    if isinstance(value, Variant):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:
+        return Variant(*value)
+    if isinstance(value, AlexNetConfig) or callable(value):
+        return Variant(value)
+    raise TypeError(f"a variant is a Variant, an AlexNetConfig, a model-building function or a "
+                    f"(model, TrainConfig) pair; got {type(value).__name__}")
+
+
+def _code_key(fn) -> str:
+    """What identifies a function across kernels: its source when Python can find it."""
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return getattr(fn, "__qualname__", repr(fn))
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` measured: histories and models per (variant, seed), and tables of them."""
+
+    name: str
+    data: str
+    train: TrainConfig
+    variants: dict[str, Variant]
+    seeds: tuple[int, ...]
+    baseline: str
+    histories: dict[tuple[str, int], History] = field(default_factory=dict)
+    models: dict[tuple[str, int], nn.Module] = field(default_factory=dict)
+
+    def config(self, variant: str) -> TrainConfig:
+        """The training config ``variant`` really ran with (budget from the base)."""
+        own = self.variants[variant].train
+        return self.train if own is None else replace(own, **{k: getattr(self.train, k) for k in BUDGET})
+
+    def changes(self) -> dict[str, list[str]]:
+        """For each variant, the model and training fields it changes relative to the baseline."""
+        base = self.variants[self.baseline]
+        out = {}
+        for name, v in self.variants.items():
+            changed = [f"train.{k}" for k in differences(self.config(self.baseline), self.config(name))]
+            if isinstance(v.model, AlexNetConfig) and isinstance(base.model, AlexNetConfig):
+                changed = [f"model.{k}" for k in differences(base.model, v.model)] + changed
+            elif v.model is not base.model:
+                changed = ["model"] + changed
+            out[name] = changed
+        return out
+
+    @property
+    def frame(self):
+        """One row per variant, seed and epoch: the tidy table seaborn plots from."""
+        import pandas as pd
+
+        rows = [{"variant": v, "seed": s, **row} for (v, s), h in self.histories.items() for row in h.epochs]
+        return pd.DataFrame(rows)
+
+    def steps(self):
+        """One row per variant, seed and training step: the loss and whatever ``step_metrics`` recorded."""
+        import pandas as pd
+
+        rows = []
+        for (v, s), h in self.histories.items():
+            records = h.step_records or [{}] * len(h.steps)
+            rows += [{"variant": v, "seed": s, "step": i + 1, "loss": loss, **rec}
+                     for i, (loss, rec) in enumerate(zip(h.steps, records, strict=False))]
+        return pd.DataFrame(rows)
+
+    def final(self, column: str = "val_acc") -> dict[str, list[float]]:
+        """The last epoch's ``column`` of every seed, per variant."""
+        return {v: [self.histories[v, s].final(column) for s in self.seeds] for v in self.variants}
+
+    def summary(self, target: float | None = None):
+        """One row per variant: final accuracies (mean over seeds), their spread, the gap, the time.
+
+        ``val_acc_sd`` is the standard deviation across seeds (NaN with one seed);
+        ``vs_baseline`` is the difference in mean validation accuracy. With ``target``,
+        also the epochs and seconds each variant needed to reach that validation accuracy.
+        """
+        import pandas as pd
+
+        rows = []
+        base = _mean(self.final()[self.baseline])
+        for v in self.variants:
+            hs = [self.histories[v, s] for s in self.seeds]
+            val = [h.final("val_acc") for h in hs]
+            train = [h.final("train_acc") for h in hs]
+            row = {"variant": v, "train_acc": _mean(train), "val_acc": _mean(val), "val_acc_sd": _sd(val),
+                   "gap": _mean(train) - _mean(val), "vs_baseline": _mean(val) - base,
+                   "time_s": _mean([sum(h["time_s"]) for h in hs])}
+            if target is not None:
+                reached = [_to_target(h, target) for h in hs]
+                row["epochs_to_target"] = _mean([r[0] for r in reached])
+                row["seconds_to_target"] = _mean([r[1] for r in reached])
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("variant")
+
+    def plot(self, metrics: Sequence[str] = ("train_loss", "val_acc"), title: str = "", show: bool = True):
+        """Curves per variant (mean over seeds, a band for their spread)."""
+        from .viz import plot_comparison
+
+        return plot_comparison(self.frame, metrics, title or f"{self.name} on {self.data}", show=show)
+
+    def plot_final(self, metric: str = "val_acc", title: str = "", show: bool = True):
+        """Final ``metric`` per variant as bars, one dot per seed."""
+        from .viz import plot_final
+
+        return plot_final(self.frame, metric, title or f"{self.name}: final {metric}", show=show)
+
+    def _repr_html_(self) -> str:
+        return self.summary().to_html(float_format=lambda v: f"{v:.3f}")
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _sd(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    m = _mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def _to_target(history: History, target: float, column: str = "val_acc") -> tuple[float, float]:
+    """(epochs, seconds) until ``column`` first reached ``target``; NaN if it never did."""
+    seconds = 0.0
+    for row in history.epochs:
+        seconds += row["time_s"]
+        if row.get(column, -math.inf) >= target:
+            return row["epoch"], seconds
+    return math.nan, math.nan
+
+
+def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable | tuple], *,
+            data: str = "cifar10", train: TrainConfig = TrainConfig(), seeds: Sequence[int] | int | None = None,
+            baseline: str | None = None, step_metrics: Callable[[nn.Module], dict] | None = None,
+            device=None, run: RunProfile | None = None, progress: bool = True) -> Comparison:
+    """Train every variant on ``data`` under one budget and return the Comparison.
+
+    Args:
+        name: the experiment's name; runs cache under ``<notebook>/<name>/`` per profile.
+        variants: name -> ``Variant(model, train)``, an ``AlexNetConfig``, a function that
+            builds a model, or a ``(model, TrainConfig)`` pair. A variant's own TrainConfig may
+            change the recipe (optimizer, lr, schedule, augment, ...) but not the budget
+            (epochs, batch_size, seed): those come from ``train`` and the profile.
+        data: a dataset name for ``au.load`` (its offline stand-in in the smoke profile).
+        train: the base recipe; ``epochs``/``batch_size`` left at ``None`` come from the profile.
+        seeds: the seeds every variant runs with (an int n means 0..n-1); default: the
+            profile's number of seeds. The spread across seeds is what tells real
+            differences from noise.
+        baseline: the variant the others are compared with (default: the first).
+        step_metrics: passed to ``fit``: ``fn(model) -> dict`` read after each backward pass.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import load, make_loaders
+
+    run = run or run_profile()
+    if not variants:
+        raise ValueError("compare() needs at least one variant")
+    variants = {k: _as_variant(v) for k, v in variants.items()}
+    baseline = baseline or next(iter(variants))
+    if baseline not in variants:
+        raise ValueError(f"baseline {baseline!r} is not one of the variants: {', '.join(variants)}")
+    base = train.sized(run)
+    for vname, v in variants.items():
+        if v.train is None:
+            continue
+        changed = [k for k in ("epochs", "batch_size") if getattr(v.train, k) not in (None, getattr(base, k))]
+        changed += ["seed"] if v.train.seed != train.seed else []
+        if changed:
+            raise ValueError(f"variant {vname!r} changes the budget ({', '.join(changed)}): every variant "
+                             f"trains with the same {', '.join(BUDGET)}; set them on train= instead")
+    if seeds is None:
+        seeds = run.seeds
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+    device = torch.device(device) if device else default_device()
+    result = Comparison(name, data, base, variants, seeds, baseline)
+    folder = notebook_dir(run=run) / name
+    jobs = [(v, s) for s in seeds for v in variants]
+    outer = tqdm(jobs, desc=name, unit="run", disable=not progress or len(jobs) < 2)
+    sets: dict[int, tuple] = {}
+    for vname, seed in outer:
+        outer.set_postfix(variant=vname, seed=seed)
+        if seed not in sets:
+            sets[seed] = (load(data, "train", run, seed=seed, announce=not sets),
+                          load(data, "test", run, seed=seed, announce=False))
+        config = replace(result.config(vname), seed=seed)
+        seed_everything(seed)
+        model = _build(variants[vname].model)
+        key = hashlib.sha256("\n".join([
+            run.name, data, repr(config), _model_key(variants[vname].model, model),
+            _code_key(step_metrics) if step_metrics else "",
+        ]).encode()).hexdigest()[:12]
+        path = folder / f"{vname}-seed{seed}-{key}.pt"
+        for stale in folder.glob(f"{vname}-seed{seed}-*.pt"):  # an earlier version of this variant
+            if stale != path:
+                stale.unlink(missing_ok=True)
+        train_loader, val_loader = make_loaders(*sets[seed], config.batch_size, config.augment, seed=seed,
+                                                device=device)
+        result.histories[vname, seed] = fit(model, train_loader, val_loader, config=config, device=device,
+                                            checkpoint=path, step_metrics=step_metrics, progress=progress,
+                                            desc=f"{vname} (seed {seed})")
+        result.models[vname, seed] = model.eval()
+    return result
+
+
+def _build(model: AlexNetConfig | Callable[[], nn.Module]) -> nn.Module:
+    built = AlexNet(model) if isinstance(model, AlexNetConfig) else model()
+    if not isinstance(built, nn.Module):
+        raise TypeError(f"a variant's model function must return an nn.Module; got {type(built).__name__}")
+    return built
+
+
+def _model_key(spec, model: nn.Module) -> str:
+    """A config is its own key; for a function, its source and the network it built."""
+    return repr(spec) if isinstance(spec, AlexNetConfig) else f"{_code_key(spec)}\n{model!r}"

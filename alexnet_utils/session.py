@@ -1,0 +1,86 @@
+"""The first line of every notebook: seeds, run profile, device and the stand-ins, said out loud.
+
+``start`` also names the notebook, so experiments and claims cache under
+``$ALEXNET_DATA/runs/<profile>/<notebook>/`` without each call repeating it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "start", "seed_everything", "current_notebook", "notebook_dir", "device_summary", "stand_ins",
+]
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .profiles import RunProfile, run_profile
+
+_current = {"notebook": "scratch"}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device) at once."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def current_notebook() -> str:
+    """The name given to ``start`` (``"scratch"`` before it is called)."""
+    return _current["notebook"]
+
+
+def notebook_dir(notebook: str | None = None, run: RunProfile | None = None) -> Path:
+    """Where this notebook's finished runs and claims live, per run profile."""
+    from .data import cache_dir
+
+    return cache_dir() / "runs" / (run or run_profile()).name / (notebook or current_notebook())
+
+
+def device_summary(device: torch.device | None = None) -> str:
+    """One line on where training runs and in which precision."""
+    from .train import _cpu_has_bf16, default_device
+
+    device = device or default_device()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return f"cuda ({name}), {dtype} mixed precision"
+    return (f"cpu ({torch.get_num_threads()} threads), "
+            f"{'bf16 autocast' if _cpu_has_bf16() else 'fp32 (no bf16 on this CPU)'}")
+
+
+def stand_ins(data: Sequence[str], run: RunProfile | None = None) -> list[str]:
+    """One line per named dataset: what this profile really uses for it."""
+    from .data import SOURCES, cache_dir, is_cached
+
+    run = run or run_profile()
+    lines = []
+    for name in data:
+        if name not in SOURCES:
+            lines.append(f"data: {name} (ships with the course, offline)")
+            continue
+        src = SOURCES[name]
+        if run.offline:
+            lines.append(f"stand-in: {src.stand_in} replaces {src.title} (offline {run.name} profile; "
+                         f"results describe the stand-in)")
+        else:
+            where = "cached" if is_cached(name) else f"not cached yet: fetched on first use, {src.size}"
+            lines.append(f"data: {src.title} from {cache_dir()} ({where})")
+    return lines
+
+
+def start(notebook: str, seed: int = 0, data: Sequence[str] = ()) -> RunProfile:
+    """Seed everything, name the notebook, print profile, device and stand-ins; return the profile."""
+    run = run_profile()
+    _current["notebook"] = notebook
+    seed_everything(seed)
+    print(f"{notebook}: run profile '{run.name}', {run.summary}")
+    print(f"device: {device_summary()}; seed {seed}")
+    for line in stand_ins(data, run):
+        print(line)
+    return run
