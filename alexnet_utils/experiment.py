@@ -184,7 +184,8 @@ def _to_target(history: History, target: float, column: str = "val_acc") -> tupl
 
 
 def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable | tuple], *,
-            data: str = "cifar10", train: TrainConfig = TrainConfig(), seeds: Sequence[int] | int | None = None,
+            data: str | tuple | Callable = "cifar10", train: TrainConfig = TrainConfig(),
+            seeds: Sequence[int] | int | None = None,
             baseline: str | None = None, step_metrics: Callable[[nn.Module], dict] | None = None,
             device=None, run: RunProfile | None = None, progress: bool = True) -> Comparison:
     """Train every variant on ``data`` under one budget and return the Comparison.
@@ -195,17 +196,21 @@ def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable
             builds a model, or a ``(model, TrainConfig)`` pair. A variant's own TrainConfig may
             change the recipe (optimizer, lr, schedule, augment, ...) but not the budget
             (epochs, batch_size, seed): those come from ``train`` and the profile.
-        data: a dataset name for ``au.load`` (its offline stand-in in the smoke profile).
+        data: a dataset name for ``au.load`` (its offline stand-in in the smoke profile), or
+            your own ``(train, val)`` pair of ``ImageSet``s (a class subset, a label budget), or
+            a function ``seed -> (train, val)`` (a different draw per seed). Your own sets are
+            part of the cache key by content: changed images retrain, the same ones reload.
         train: the base recipe; ``epochs``/``batch_size`` left at ``None`` come from the profile.
         seeds: the seeds every variant runs with (an int n means 0..n-1); default: the
-            profile's number of seeds. The spread across seeds is what tells real
-            differences from noise.
+            profile's number of seeds. A seed fixes the initial weights, the batch order,
+            the augmentation and, where the profile caps the samples, the data subset; the
+            spread across seeds is what tells real differences from noise.
         baseline: the variant the others are compared with (default: the first).
         step_metrics: passed to ``fit``: ``fn(model) -> dict`` read after each backward pass.
     """
     from tqdm.auto import tqdm
 
-    from .data import load, make_loaders
+    from .data import make_loaders
 
     run = run or run_profile()
     if not variants:
@@ -232,16 +237,18 @@ def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable
     jobs = [(v, s) for s in seeds for v in variants]
     outer = tqdm(jobs, desc=name, unit="run", disable=not progress or len(jobs) < 2)
     sets: dict[int, tuple] = {}
+    data_keys: dict[int, str] = {}
     for vname, seed in outer:
         outer.set_postfix(variant=vname, seed=seed)
         if seed not in sets:
-            sets[seed] = (load(data, "train", run, seed=seed, announce=not sets),
-                          load(data, "test", run, seed=seed, announce=False))
+            sets[seed] = _datasets(data, run, seed, announce=not sets)
+            data_keys[seed] = _data_key(data, sets[seed])
+            result.data = data if isinstance(data, str) else sets[seed][0].name
         config = replace(result.config(vname), seed=seed)
         seed_everything(seed)
         model = _build(variants[vname].model)
         key = hashlib.sha256("\n".join([
-            run.name, data, repr(config), _model_key(variants[vname].model, model),
+            run.name, data_keys[seed], repr(config), _model_key(variants[vname].model, model),
             _code_key(step_metrics) if step_metrics else "",
         ]).encode()).hexdigest()[:12]
         path = folder / f"{vname}-seed{seed}-{key}.pt"
@@ -255,6 +262,32 @@ def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable
                                             desc=f"{vname} (seed {seed})")
         result.models[vname, seed] = model.eval()
     return result
+
+
+def _datasets(data, run: RunProfile, seed: int, announce: bool) -> tuple:
+    """``(train, val)`` ImageSets for one seed, from a dataset name, a pair, or a function of the seed."""
+    from .data import ImageSet, load
+
+    if isinstance(data, str):
+        return load(data, "train", run, seed=seed, announce=announce), load(data, "test", run, seed=seed,
+                                                                             announce=False)
+    pair = data(seed) if callable(data) else data
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(d, ImageSet) for d in pair)):
+        raise TypeError(f"data must be a dataset name, a (train, val) pair of ImageSets or a function "
+                        f"seed -> (train, val); got {type(pair).__name__}")
+    return pair
+
+
+def _data_key(data, pair: tuple) -> str:
+    """A dataset name is its own key; ImageSets are keyed by their content (a hash of images and labels)."""
+    if isinstance(data, str):
+        return data
+    digest = hashlib.sha256()
+    for d in pair:
+        digest.update(repr((d.name, d.classes, d.mean, d.std, tuple(d.images.shape))).encode())
+        digest.update(d.images.contiguous().numpy().tobytes())
+        digest.update(d.labels.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _build(model: AlexNetConfig | Callable[[], nn.Module]) -> nn.Module:

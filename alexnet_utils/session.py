@@ -11,7 +11,7 @@ __all__ = [
 ]
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +54,13 @@ def device_summary(device: torch.device | None = None) -> str:
             f"{'bf16 autocast' if _cpu_has_bf16() else 'fp32 (no bf16 on this CPU)'}")
 
 
-def stand_ins(data: Sequence[str], run: RunProfile | None = None) -> list[str]:
-    """One line per named dataset: what this profile really uses for it."""
+def stand_ins(data: Sequence[str], run: RunProfile | None = None,
+              replaced_by: Mapping[str, str] | None = None) -> list[str]:
+    """One line per named dataset: what this profile really uses for it.
+
+    ``replaced_by`` names a notebook's own offline stand-in for a dataset (or the weights)
+    where it is not the package's default, e.g. ``{"oxford_pets": "mnist5k digits 5-9"}``.
+    """
     from .data import SOURCES, cache_dir, is_cached
 
     run = run or run_profile()
@@ -66,7 +71,8 @@ def stand_ins(data: Sequence[str], run: RunProfile | None = None) -> list[str]:
             continue
         src = SOURCES[name]
         if run.offline:
-            lines.append(f"stand-in: {src.stand_in} replaces {src.title} (offline {run.name} profile; "
+            what = (replaced_by or {}).get(name, src.stand_in)
+            lines.append(f"stand-in: {what} replaces {src.title} (offline {run.name} profile; "
                          f"results describe the stand-in)")
         else:
             where = "cached" if is_cached(name) else f"not cached yet: fetched on first use, {src.size}"
@@ -74,13 +80,17 @@ def stand_ins(data: Sequence[str], run: RunProfile | None = None) -> list[str]:
     return lines
 
 
-def start(notebook: str, seed: int = 0, data: Sequence[str] = ()) -> RunProfile:
-    """Seed everything, name the notebook, print profile, device and stand-ins; return the profile."""
+def start(notebook: str, seed: int = 0, data: Sequence[str] = (),
+          replaced_by: Mapping[str, str] | None = None) -> RunProfile:
+    """Seed everything, name the notebook, print profile, device and stand-ins; return the profile.
+
+    ``replaced_by``: the notebook's own offline stand-ins, by dataset name (see ``stand_ins``).
+    """
     run = run_profile()
     _current["notebook"] = notebook
     seed_everything(seed)
     print(f"{notebook}: run profile '{run.name}', {run.summary}")
     print(f"device: {device_summary()}; seed {seed}")
-    for line in stand_ins(data, run):
+    for line in stand_ins(data, run, replaced_by):
         print(line)
     return run

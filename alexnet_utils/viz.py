@@ -85,8 +85,11 @@ def filter_grid(weight: torch.Tensor, ncols: int | None = None, title: str = "fi
 
 
 def feature_maps(activation: torch.Tensor, n: int = 16, ncols: int | None = None, title: str = "feature maps",
-                 show: bool = True):
-    """The first ``n`` channels of one image's activation ``(C, H, W)`` (or ``(1, C, H, W)``)."""
+                 show: bool = True, channels: Sequence[int] | None = None):
+    """The first ``n`` channels of one image's activation ``(C, H, W)`` (or ``(1, C, H, W)``).
+
+    ``channels`` picks which ones instead (e.g. the most active), titled by their own numbers.
+    """
     import matplotlib.pyplot as plt
 
     a = activation.detach().float().cpu()
@@ -94,7 +97,10 @@ def feature_maps(activation: torch.Tensor, n: int = 16, ncols: int | None = None
         a = a[0]
     if a.dim() != 3:
         raise ValueError(f"expected an activation shaped (C, H, W); got {tuple(activation.shape)}")
-    n = min(n, a.shape[0])
+    picked = list(range(a.shape[0]))[:n] if channels is None else [int(c) for c in channels][:n]
+    if any(not 0 <= c < a.shape[0] for c in picked):
+        raise ValueError(f"channels must be in 0..{a.shape[0] - 1}; got {picked}")
+    n = len(picked)
     if n < 1:
         raise ValueError("no feature maps to show: the activation has no channels")
     rows, cols = _grid(n, ncols)
@@ -102,8 +108,8 @@ def feature_maps(activation: torch.Tensor, n: int = 16, ncols: int | None = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(a[i].numpy(), cmap="viridis", interpolation="nearest")
-            ax.set_title(f"ch {i}", fontsize=7)
+            ax.imshow(a[picked[i]].numpy(), cmap="viridis", interpolation="nearest")
+            ax.set_title(f"ch {picked[i]}", fontsize=7)
     fig.suptitle(f"{title} ({a.shape[1]}x{a.shape[2]})")
     return _finish(fig, show)
 

@@ -106,9 +106,15 @@ def bench(args) -> int:
 
 
 def _course(args) -> Path:
+    """--course, else the current folder when it is a course (the instructor's clone), else this repository."""
     from . import release as course
 
-    return Path(args.course).resolve() if args.course else course.repo_root()
+    if args.course:
+        return Path(args.course).resolve()
+    here = Path.cwd()
+    if (here / "nbgrader_config.py").is_file() and (here / "source").is_dir():
+        return here.resolve()
+    return course.repo_root()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                            ("grade", grade, "autograde submissions and print a score table")):
         p = sub.add_parser(name, help=text)
         p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
-        p.add_argument("--course", help="course directory (default: this repository)")
+        p.add_argument("--course", help="course directory (default: the current folder if it holds "
+                                        "nbgrader_config.py and source/, else this repository)")
         if name == "grade":
             p.add_argument("--references", action="store_true",
                            help="grade the instructor's solutions and the blank release into autograded/")

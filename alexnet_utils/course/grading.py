@@ -4,6 +4,8 @@ Every (student, assignment) gets its own ``nbgrader autograde`` run, so one
 hostile or broken notebook cannot stop the batch. Whatever nbgrader cannot
 score on its own (a dead kernel, a timeout, a test cell that wrote to
 stderr, cells tampered with) is flagged for manual review with a reason.
+Written answers, which no machine scores, are listed apart: automatic and
+manual points are never added up into one score that looks final.
 """
 
 from __future__ import annotations
@@ -27,15 +29,29 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass
 class Outcome:
+    """One submission: automatic points (``score`` of ``max_score``), written points, and what needs a human.
+
+    ``to_grade`` lists the answers that wait for a grade by hand in the formgrader
+    (notebook, cell, points); ``flags`` the problems a human should look at.
+    """
+
     assignment: str
     student: str
     score: float | None
     max_score: float | None
     flags: list[str] = field(default_factory=list)
+    written_score: float | None = None
+    written_max: float | None = None
+    to_grade: list[dict] = field(default_factory=list)
 
     @property
     def needs_review(self) -> bool:
         return bool(self.flags)
+
+    @property
+    def manual_points(self) -> float:
+        """Points that wait for a human grade."""
+        return sum(item["points"] for item in self.to_grade)
 
 
 def submissions(course: Path, names: list[str]) -> list[tuple[str, str]]:
@@ -157,7 +173,8 @@ def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
     for name in names:  # the gradebook learns each assignment's cells from generate_assignment
         course_mod.run_nbgrader(["generate_assignment", name, "--force"], course)
     with tempfile.TemporaryDirectory(prefix="alexnet-grading-") as tmp:
-        env, extra = {}, [f"--Execute.timeout={limits.cell_seconds}"]
+        # every hand-in in submitted/ is graded, whatever nbgrader_config.py excludes from nbgrader's own runs
+        env, extra = {}, [f"--Execute.timeout={limits.cell_seconds}", course_mod.EVERY_STUDENT]
         if sandboxed:
             write_kernelspec(Path(tmp) / "jupyter", course, limits)
             (Path(tmp) / "runtime").mkdir()
@@ -182,12 +199,32 @@ def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
             snapshot = after
             flags_of[name, student] = flags
     scores = {(s.assignment, s.student): s for s in course_mod.read_scores(course)}
+    manual = manual_work(course)
     outcomes = []
     for key, flags in flags_of.items():
         score = scores.get(key)
-        outcomes.append(Outcome(*key, score.score if score else None, score.max_score if score else None, flags))
+        outcome = Outcome(*key, score.score if score else None, score.max_score if score else None, flags)
+        if score:
+            outcome.written_score, outcome.written_max = score.written_score, score.written_max
+            outcome.to_grade = manual.get(key, [])
+        outcomes.append(outcome)
     _write_report(course, outcomes)
     return outcomes
+
+
+def manual_work(course: Path) -> dict[tuple[str, str], list[dict]]:
+    """(assignment, student) -> the answers waiting for a grade by hand: notebook, cell, kind, points."""
+    from nbgrader.api import Gradebook
+
+    work = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                work[assignment.name, sub.student.id] = [
+                    {"notebook": nb.name, "cell": grade.name, "points": grade.max_score,
+                     "kind": "written answer" if grade.cell_type == "markdown" else "code"}
+                    for nb in sub.notebooks for grade in nb.grades if grade.needs_manual_grade]
+    return work
 
 
 def _write_report(course: Path, outcomes: list[Outcome]) -> None:
@@ -195,11 +232,31 @@ def _write_report(course: Path, outcomes: list[Outcome]) -> None:
     path.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
 
 
+def _n(count: float, word: str) -> str:
+    return f"{count:g} {word}{'' if count == 1 else 's'}"
+
+
+def _by_hand(o: Outcome) -> str:
+    if o.to_grade:
+        return f"{_n(o.manual_points, 'manual point')} to grade"
+    if not o.written_max:
+        return "-"
+    return f"{o.written_score or 0:g}/{o.written_max:g} written"
+
+
 def report_table(outcomes: list[Outcome]) -> str:
-    lines = [f"{'assignment':<22} {'student':<12} {'score':>9}  review"]
+    """One row per submission, automatic and manual points apart, then what is left to do by hand."""
+    lines = [f"{'assignment':<22} {'student':<12} {'automatic':>13}  {'written answers':<26} review"]
     for o in outcomes:
-        score = "-" if o.score is None else f"{o.score:g}/{o.max_score:g}"
-        lines.append(f"{o.assignment:<22} {o.student:<12} {score:>9}  {'; '.join(o.flags) or 'no'}")
+        score = "-" if o.score is None else f"{o.score:g}/{o.max_score:g} auto"
+        lines.append(f"{o.assignment:<22} {o.student:<12} {score:>13}  {_by_hand(o):<26} "
+                     f"{'; '.join(o.flags) or 'no'}")
     flagged = sum(o.needs_review for o in outcomes)
-    lines.append(f"{len(outcomes)} submissions graded, {flagged} flagged for manual review")
+    waiting = [o for o in outcomes if o.to_grade]
+    lines.append(f"{_n(len(outcomes), 'submission')} graded, {flagged} flagged for manual review")
+    if waiting:
+        answers = sum(len(o.to_grade) for o in waiting)
+        lines.append(f"to grade by hand in the formgrader: {_n(answers, 'answer')} in "
+                     f"{_n(len(waiting), 'submission')}, {_n(sum(o.manual_points for o in waiting), 'point')} "
+                     f"(listed in {REPORT})")
     return "\n".join(lines)

@@ -2,11 +2,14 @@
 
 Built from an instructor notebook and its nbgrader release: the release's
 stubs stay, each solution follows folded under "Show solution", hidden tests
-become checks the learner can run, and nbgrader's metadata is dropped.
+become checks the learner can run, and sentences about hidden tests go (there
+are none here). The test cells keep their nbgrader metadata, so that nbgrader's
+Validate button runs them and tells the truth: it fails while a stub is unsolved.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -56,9 +59,37 @@ def _flags(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def _clean(cell):
+HEADER_NOTE = ("*Self-study edition: try each exercise, run the checks below it, and open "
+               "\"Show solution\" only when you are stuck. Every check is visible here, the graded "
+               "edition's hidden tests included; in JupyterLab with nbgrader, the Validate button runs them all.*")
+HIDDEN_TESTS = re.compile(r"\bhidden[ -]tests?\b", re.IGNORECASE)
+SENTENCE_END = re.compile(r"(?<=[.!?])(\s+)")
+
+
+def without_hidden_test_sentences(text: str) -> str:
+    """``text`` without the sentences that speak of hidden tests (true of the graded edition only)."""
+    if not HIDDEN_TESTS.search(text):
+        return text
+    paragraphs = re.split(r"(\n\s*\n)", text)
+    kept = []
+    for i, para in enumerate(paragraphs):
+        if i % 2 or not HIDDEN_TESTS.search(para):
+            kept.append(para)
+            continue
+        parts = SENTENCE_END.split(para)  # sentence, gap, sentence, gap, ...
+        pieces = [(parts[j], parts[j + 1] if j + 1 < len(parts) else "") for j in range(0, len(parts), 2)]
+        kept.append("".join(s + gap for s, gap in pieces if not HIDDEN_TESTS.search(s)).rstrip())
+    return re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip("\n")
+
+
+def _clean(cell, grading: dict | None = None):
+    """A copy without outputs; nbgrader metadata as in the source (``grading``), without checksums."""
     cell = nbformat.from_dict(dict(cell))
+    meta = dict(grading if grading is not None else cell.metadata.get("nbgrader", {}))
     cell.metadata.pop("nbgrader", None)
+    if meta:
+        meta.pop("checksum", None)
+        cell.metadata["nbgrader"] = meta
     if cell.cell_type == "code":
         cell.outputs, cell.execution_count = [], None
     return cell
@@ -81,8 +112,7 @@ def build(source_nb: Path, release_nb: Path, course: Path) -> nbformat.NotebookN
         nbformat.v4.new_markdown_cell(
             f'<a href="{colab_url(settings, source_nb.name)}" target="_parent">'
             f'<img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>\n\n'
-            "*Self-study edition: try each exercise, run the checks below it, and open "
-            "\"Show solution\" only when you are stuck.*"),
+            + HEADER_NOTE),
         nbformat.v4.new_code_cell(setup_cell_source(settings)),
     ]
     for cell in src.cells:
@@ -91,14 +121,17 @@ def build(source_nb: Path, release_nb: Path, course: Path) -> nbformat.NotebookN
             stub = stubs.get(_grade_id(cell))
             if stub is None:
                 raise ValueError(f"{release_nb} has no cell {_grade_id(cell)!r}: regenerate the release first")
-            cells.append(_clean(stub))
+            cells.append(_clean(stub, grading=flags))
             cells.append(_folded(cell.source, "python" if cell.cell_type == "code" else ""))
         elif flags.get("grade") and cell.cell_type == "code":
             checks = _clean(cell)
             checks.source = markers.strip(cell.source, markers.HIDDEN)
             cells.append(checks)
         else:
-            cells.append(_clean(cell))
+            cell = _clean(cell)
+            if cell.cell_type == "markdown":
+                cell.source = without_hidden_test_sentences(cell.source)
+            cells.append(cell)
     nb = nbformat.v4.new_notebook(cells=cells, metadata=dict(src.metadata))
     nb.metadata["colab"] = {"provenance": []}
     nb.metadata["accelerator"] = "GPU"

@@ -7,9 +7,11 @@
 * ``lab``: ``jupyter lab`` on a temporary copy of the course (nbgrader_config.py,
   pyproject.toml, release/), token auth, 127.0.0.1 only, nbgrader's server and
   lab extensions enabled, ``ALEXNET_PROFILE=smoke`` for every kernel it starts.
-  Teardown shuts the server down and kills any kernel it left behind.
+  Teardown shuts the server down and kills any kernel it left behind. ``serve``
+  starts the same server on another folder (the instructor's course).
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -184,12 +186,19 @@ def _write_json(path: Path, data) -> None:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    """JupyterLab 4 with nbgrader's extensions on a scratch copy of the course."""
+    """JupyterLab 4 with nbgrader's extensions on a scratch copy of the course (a student's view: release/)."""
     course = scratch_course(tmp_path_factory.mktemp("browser-course"), "release")
+    with serve(course, tmp_path_factory.mktemp("jupyter-home")) as server:
+        yield server
 
-    # Private Jupyter config, settings, workspaces and runtime: nothing of the
-    # user's (a saved layout, a disabled extension, a theme) leaks into the test.
-    home = tmp_path_factory.mktemp("jupyter-home")
+
+@contextlib.contextmanager
+def serve(course: Path, home: Path):
+    """``jupyter lab`` on ``course`` (also nbgrader's course directory for the formgrader), until the block ends.
+
+    Private Jupyter config, settings, workspaces and runtime in ``home``: nothing of the
+    user's (a saved layout, a disabled extension, a theme) leaks into the test.
+    """
     config, settings = home / "config", home / "lab-settings"
     _write_json(config / "jupyter_server_config.json", {"ServerApp": {"jpserver_extensions": {
         f"nbgrader.server_extensions.{ext}": True for ext in NBGRADER_SERVER_EXTENSIONS}}})

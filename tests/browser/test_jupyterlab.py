@@ -12,6 +12,9 @@ and the test checks what the student would see:
   progress bar rendered (a probe cell the test appends draws both the way the
   course does, with matplotlib inline and ``tqdm.auto``, so that a notebook whose
   own figures all wait on student code still proves that they render);
+* a student's first stub error says which task to complete;
+* the claims table renders as a table a person reads: one header row, text
+  left-aligned, every cell in full, each verdict in its colour (the probe shows one);
 * nbgrader's Validate button is in the notebook toolbar and validates.
 
 A full-page screenshot per notebook lands in ``test-artifacts/browser/``.
@@ -40,10 +43,12 @@ MAX_SCREENSHOT_HEIGHT = 16_000  # px: Chromium's limit for one capture is 16,384
 
 PROBE_TAG = "browser-test-probe"
 PROBE = """\
-# Added by tests/browser to its scratch copy only: a progress bar and a figure,
-# drawn the way the course draws them (tqdm.auto, matplotlib inline).
+# Added by tests/browser to its scratch copy only: a progress bar, a figure and a claims
+# table, drawn the way the course draws them (tqdm.auto, matplotlib inline, au.claims_table).
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
+
+import alexnet_utils as au
 
 for _ in tqdm(range(3), desc="browser test"):
     pass
@@ -51,7 +56,29 @@ plt.figure(figsize=(3, 2))
 plt.bar(["rendered"], [1.0])
 plt.title("browser test probe")
 plt.show()
+display(au.claims_table([
+    au.Claim("torchvision's AlexNet costs 0.71 GFLOPS", "torchvision docs: 0.71 'GFLOPS' are multiply-adds",
+             0.71e9, 0.714e9, tolerance=0.02, unit="multiply-adds",
+             note="torch.utils.flop_counter counts a multiply and an add as two FLOPs, hence 1.43 GFLOPs there"),
+    au.Claim("about 60 million parameters", "paper, Section 1", 60e6, 75e6, tolerance=0.05),
+    au.Claim("training takes six days", "paper, Section 1", 6.0, None),
+], save=False))
 """
+CLAIM_COLUMNS = ["claim", "source", "expected", "measured here", "verdict", "note"]
+VERDICT_COLOURS = ["rgb(26, 127, 55)", "rgb(207, 34, 46)", "rgb(110, 119, 129)"]  # agrees, disagrees, n/a
+CLAIMS_JS = """() => {
+  const t = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) table.alexnet-claims');
+  if (!t) return null;
+  const cells = Array.from(t.querySelectorAll('th, td'));
+  return {
+    headerRows: t.querySelectorAll('thead tr').length,
+    headers: Array.from(t.querySelectorAll('thead th')).map(c => c.textContent),
+    rows: Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.children).map(c => c.textContent)),
+    aligned: Array.from(new Set(cells.map(c => getComputedStyle(c).textAlign))),
+    clipped: cells.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent),
+    colours: Array.from(t.querySelectorAll('tbody b')).map(b => getComputedStyle(b).color),
+  };
+}"""
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 FIT_CALL = re.compile(r"\bfit\(")
@@ -299,6 +326,10 @@ def test_release_notebook_runs_in_jupyterlab(release, lab, browser, artifacts):
         bad = _unexpected_errors(rows)
         assert not bad, (f"{rel}: errors other than the students' stubs ({ALLOWED_FIRST}, or {ALLOWED_AFTER_STUB} "
                          f"after one): {bad}\n{table}")
+        first_stub = next((o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                           if o.get("output_type") == "error" and o.get("ename") == ALLOWED_FIRST), None)
+        assert first_stub is None or re.search(r"complete \w+|task above", first_stub["evalue"]), \
+            f"{rel}: the first stub says {ALLOWED_FIRST}: {first_stub['evalue']!r}, not which task to complete"
 
         # What the kernel sent is what the student sees.
         assert len(cells) == len(nb.cells), f"{rel}: {len(cells)} cells in the page, {len(nb.cells)} saved"
@@ -323,6 +354,14 @@ def test_release_notebook_runs_in_jupyterlab(release, lab, browser, artifacts):
         bars = sum(c["progress"] for c in cells)
         assert images >= 1, f"{rel}: no image rendered in the page\n{table}"
         assert bars >= 1, f"{rel}: no progress-bar widget rendered in the page\n{table}"
+        claims = page.evaluate(CLAIMS_JS)
+        assert claims, f"{rel}: the probe's claims table did not render as a table"
+        assert claims["headerRows"] == 1 and claims["headers"] == CLAIM_COLUMNS, claims
+        assert claims["aligned"] in (["left"], ["start"]), f"{rel}: claims table cells are aligned {claims['aligned']}"
+        assert claims["rows"][0][1] == "torchvision docs: 0.71 'GFLOPS' are multiply-adds" and \
+            claims["rows"][0][5].endswith("hence 1.43 GFLOPs there"), f"{rel}: claims cells cut short: {claims['rows']}"
+        assert not claims["clipped"], f"{rel}: claims cells clipped: {claims['clipped']}"
+        assert claims["colours"] == VERDICT_COLOURS, f"{rel}: verdict colours {claims['colours']}"
         own_images = sum(c["images"] for i, c in enumerate(cells) if i != probe)
         own_bars = sum(c["progress"] for i, c in enumerate(cells) if i != probe)
         print(f"{rel}: Run All took {run_all_s:.0f} s; {own_images} image(s) and {own_bars} progress bar(s) "

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from alexnet_utils.course import grading
 from alexnet_utils.course import release as course
 
 from .conftest import ROOT, assignments, source_notebooks
@@ -51,3 +52,24 @@ def test_committed_autograded_copies_are_current():
         for student in (course.REFERENCE, course.BLANK):
             assert list((ROOT / "autograded" / student / name).glob("*.ipynb")), \
                 f"autograded/{student}/{name} holds no notebook"
+
+
+def test_the_review_table_keeps_automatic_and_manual_points_apart():
+    written = [{"notebook": "nb", "cell": "q1", "points": 3.0, "kind": "written answer"},
+               {"notebook": "nb", "cell": "q2", "points": 2.0, "kind": "written answer"}]
+    outcomes = [
+        grading.Outcome("01_x", "ada", 19, 19, [], written_score=0, written_max=5, to_grade=written),
+        grading.Outcome("01_x", "bob", 0, 19, [], written_score=0, written_max=5),
+        grading.Outcome("01_x", "cy", 12, 19, ["nb: cell t hit the time limit"], written_score=4, written_max=5),
+        grading.Outcome("01_x", "dan", None, None, ["autograde failed: DeadKernelError"]),
+    ]
+    rows = {line.split()[1]: line for line in grading.report_table(outcomes).splitlines()
+            if line.startswith("01_x")}
+    assert "19/19 auto" in rows["ada"] and "5 manual points to grade" in rows["ada"] and rows["ada"].endswith("no")
+    assert "0/19 auto" in rows["bob"] and "0/5 written" in rows["bob"]
+    assert "12/19 auto" in rows["cy"] and "4/5 written" in rows["cy"] and "time limit" in rows["cy"]
+    assert rows["dan"].split()[2] == "-" and "DeadKernelError" in rows["dan"]
+    summary = grading.report_table(outcomes).splitlines()[-2:]
+    assert summary == ["4 submissions graded, 2 flagged for manual review",
+                       "to grade by hand in the formgrader: 2 answers in 1 submission, 5 points "
+                       f"(listed in {grading.REPORT})"]

@@ -1,11 +1,14 @@
-"""The instructor's day with nbgrader, on a temporary course.
+"""The instructor's day with nbgrader, as README.md types it, on a copy of the course as shipped.
 
-Students are added to the gradebook, every assignment is generated and released to
-an exchange, one student fetches and submits through it and the instructor collects,
-two students hand in from Colab as files that `zip_collect` files away, one never
-hands in. Then `autograde` (always in the smoke profile), a gradebook the formgrader
-can open, `generate_feedback` (HTML; hidden tests stay hidden unless the instructor
-opts in) and `export` to CSV with one row per student and assignment.
+tests/instructor_day.py runs README's "The instructor's day" command by command, in
+its order, in a course with every folder the repository ships (autograded/ with the
+course's own reference grading included). Students are added to the gradebook, every
+assignment is generated and released to an exchange, one student fetches and submits
+through it and the instructor collects, two students hand in from Colab as files that
+`zip_collect` files away, one never hands in. Then `python -m alexnet_utils grade`
+(sandboxed, always in the smoke profile), a gradebook the formgrader can open,
+`generate_feedback` (HTML; hidden tests stay hidden unless the instructor opts in) and
+`export` to CSV with one row per student and assignment.
 
 One assignment goes through hand-in, grading and feedback (the steps are the same for
 every assignment, and test_grading.py grades all of them); all are released and exported.
@@ -13,53 +16,37 @@ every assignment, and test_grading.py grades all of them); all are released and 
 
 import csv
 import html
+import json
 import re
 import shutil
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
-from nbgrader.utils import get_username
 
+from alexnet_utils.course import grading, stubs
 from alexnet_utils.course import release as course
 
-from ..repo import scratch_course
+from ..instructor_day import (
+    BLANK_STUDENT,
+    COURSE_ID,
+    EXCHANGE_STUDENT,
+    FULL_MARKS,
+    NO_SHOW,
+    REFERENCE_STUDENT,
+    STUDENTS,
+    SUBMITTERS,
+    nb_names,
+    readme_day,
+)
 from .conftest import ROOT, assignments
 
 NAMES = assignments()
 GRADED = NAMES[0]
-COURSE_ID = "alexnet"
-
-EXCHANGE_STUDENT = get_username()  # `nbgrader submit` files a hand-in under the OS user's name
-REFERENCE_STUDENT, BLANK_STUDENT, NO_SHOW = "ada", "bob", "cy"
-STUDENTS = {
-    REFERENCE_STUDENT: ["--first-name=Ada", "--last-name=Lovelace", "--email=ada@example.org"],
-    BLANK_STUDENT: ["--first-name=Bob", "--last-name=Babbage"],
-    NO_SHOW: [],
-    EXCHANGE_STUDENT: [],
-}
-SUBMITTERS = [EXCHANGE_STUDENT, REFERENCE_STUDENT, BLANK_STUDENT]
-FULL_MARKS = [EXCHANGE_STUDENT, REFERENCE_STUDENT]
 
 CSV_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
                "raw_score", "late_submission_penalty", "score", "max_score"]
-
-# Colab hand-ins arrive as <student>_<notebook>.ipynb (alone or zipped); nbgrader has no default pattern.
-NAMED_REGEXP = r".*/(?P<student_id>[^/]+?)_(?P<file_id>\d\d_[^/]+\.ipynb)$"
-
-COURSE_SETTINGS = """
-# --- the temporary course of tests/course/test_instructor_day.py ---
-c.Exchange.root = {exchange!r}
-c.FileNameCollectorPlugin.named_regexp = {regexp!r}
-"""
-
-STUDENT_CONFIG = """c = get_config()  # noqa: F821
-c.CourseDirectory.course_id = {course_id!r}
-c.Exchange.root = {exchange!r}
-"""
 
 # nbgrader's own feedback pipeline, which shows every test cell as the autograder ran it.
 SHOW_HIDDEN_TESTS = """
@@ -77,95 +64,9 @@ pytestmark = [
 ]
 
 
-@dataclass
-class Day:
-    root: Path
-    course: Path
-    exchange: Path
-    student_home: Path
-    listed: str = ""
-    fetched: dict = field(default_factory=dict, repr=False)
-
-
-def _nb_names(folder: Path) -> list[str]:
-    return [p.name for p in course.notebooks(folder)]
-
-
-def _solutions(source_nb: Path) -> dict:
-    nb = nbformat.read(source_nb, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("solution")}
-
-
-def _fill_in(path: Path, solutions: dict) -> None:
-    """What a diligent student does in JupyterLab: write an answer into every answer cell."""
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            cell.source = solutions[meta["grade_id"]]
-    nbformat.write(nb, path)
-
-
-def _student(day: Day, *args: str) -> str:
-    home = day.student_home
-    env = {"HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-           "JUPYTER_DATA_DIR": str(home / ".local" / "share" / "jupyter")}
-    return course.run_nbgrader(list(args), home, env=env)
-
-
-def _instructor(day: Day, *args: str, env: dict | None = None) -> str:
-    return course.run_nbgrader(list(args), day.course, env=env)
-
-
 @pytest.fixture(scope="module")
-def day(tmp_path_factory):
-    root = tmp_path_factory.mktemp("instructor-day")
-    d = Day(root=root, course=root / "course", exchange=root / "exchange",
-            student_home=root / "home" / EXCHANGE_STUDENT)
-    # the course: the repository's config and sources, plus where the exchange lives
-    scratch_course(d.course, "source")
-    with open(d.course / "nbgrader_config.py", "a") as f:
-        f.write(COURSE_SETTINGS.format(exchange=str(d.exchange), regexp=NAMED_REGEXP))
-    d.exchange.mkdir()
-    d.exchange.chmod(0o777)
-    d.student_home.mkdir(parents=True)
-    (d.student_home / "nbgrader_config.py").write_text(
-        STUDENT_CONFIG.format(course_id=COURSE_ID, exchange=str(d.exchange)))
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("ALEXNET_GRADING_PROFILE", raising=False)
-
-        # morning: the class list, then every assignment generated and released
-        for student, details in STUDENTS.items():
-            _instructor(d, "db", "student", "add", student, *details)
-        for name in NAMES:
-            _instructor(d, "generate_assignment", name)
-            _instructor(d, "release_assignment", name)
-
-        # a student on the hub: list, fetch, work, submit
-        d.listed = _student(d, "list")
-        _student(d, "fetch_assignment", GRADED)
-        for nb_name in _nb_names(d.student_home / GRADED):
-            d.fetched[nb_name] = (d.student_home / GRADED / nb_name).read_text()
-            _fill_in(d.student_home / GRADED / nb_name, _solutions(d.course / "source" / GRADED / nb_name))
-        _student(d, "submit", GRADED)
-        _instructor(d, "collect", GRADED)
-
-        # students on Colab download their notebooks; the LMS hands the instructor one zip
-        archive = d.course / "downloaded" / GRADED / "archive"
-        archive.mkdir(parents=True)
-        with zipfile.ZipFile(archive / "colab-handins.zip", "w") as z:
-            for nb_name in _nb_names(d.course / "source" / GRADED):
-                z.write(d.course / "source" / GRADED / nb_name, f"{REFERENCE_STUDENT}_{nb_name}")
-                z.write(d.course / "release" / GRADED / nb_name, f"{BLANK_STUDENT}_{nb_name}")
-        _instructor(d, "zip_collect", GRADED)
-
-        # afternoon: grade (the instructor's shell asks for 'quick'; grading must still run 'smoke')
-        _instructor(d, "autograde", GRADED, env={"ALEXNET_PROFILE": "quick"})
-        _instructor(d, "generate_feedback", GRADED)
-        _instructor(d, "export")
-    return d
+def day(instructor_day):
+    return instructor_day
 
 
 def _max_scores(name: str) -> tuple[float, float]:
@@ -209,6 +110,77 @@ def _feedback_pages(course_dir: Path, student: str) -> list[Path]:
     return sorted((course_dir / "feedback" / student / GRADED).glob("*.html"))
 
 
+def _written_answers(name: str) -> list[dict]:
+    """The manually graded cells of an assignment, as grading_report.json lists them."""
+    return [{"notebook": nb_path.stem, "cell": c.metadata["nbgrader"]["grade_id"],
+             "points": float(c.metadata["nbgrader"]["points"]), "kind": "written answer"}
+            for nb_path in course.notebooks(ROOT / "source" / name)
+            for c in nbformat.read(nb_path, as_version=4).cells
+            if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def _line(day, command: str) -> str:
+    (line,) = [line for line in day.outputs if line.startswith(command)]
+    return line
+
+
+def test_readmes_day_runs_as_typed_in_its_order(day):
+    print("the instructor's day, seconds per command:\n" + "\n".join(f"{t:6.1f}  {c}" for c, t in day.seconds.items()))
+    lines = readme_day()
+    assert list(day.outputs) == lines, "every command of README's day ran, as written, in its order"
+    steps = ["nbgrader db student add", "nbgrader generate_assignment", "nbgrader release_assignment",
+             "nbgrader collect", "nbgrader zip_collect", "python -m alexnet_utils grade",
+             "nbgrader generate_feedback", "nbgrader export"]
+    order = [next(i for i, line in enumerate(lines) if line.startswith(step)) for step in steps]
+    assert order == sorted(order), f"README's day should run {steps} in this order: {lines}"
+
+
+def test_generate_assignment_registers_it_and_writes_the_release_as_committed(day):
+    out = day.outputs[_line(day, "nbgrader generate_assignment")]
+    assert "Skipping existing assignment" not in out, out[-2000:]
+    for nb_name in nb_names(ROOT / "source" / GRADED):
+        written = nbformat.read(day.course / "release" / GRADED / nb_name, as_version=4)
+        committed = nbformat.read(ROOT / "release" / GRADED / nb_name, as_version=4)
+        assert nbformat.writes(written) == nbformat.writes(committed), \
+            f"`nbgrader generate_assignment {GRADED} --force` writes a release that differs from the committed one"
+
+
+def test_the_shipped_reference_grading_is_not_taken_for_students(day):
+    """autograded/reference and autograded/blank ship with the course; nbgrader's commands leave them be."""
+    for student in (course.REFERENCE, course.BLANK):
+        assert not (day.course / "feedback" / student).exists(), f"feedback was generated for {student!r}"
+        shipped = ROOT / "autograded" / student / GRADED
+        assert nb_names(day.course / "autograded" / student / GRADED) == nb_names(shipped)
+    with Gradebook(f"sqlite:///{day.course / 'gradebook.db'}", COURSE_ID) as gb:
+        assert not {course.REFERENCE, course.BLANK} & {s.id for s in gb.students}
+    out = day.outputs[_line(day, "nbgrader generate_feedback")]
+    assert "Traceback" not in out and "ERROR" not in out, out[-3000:]
+
+
+def test_the_grade_summary_counts_written_answers_apart(day):
+    """`python -m alexnet_utils grade`: automatic points, the written ones to grade by hand, and the report."""
+    max_auto, max_written = _max_scores(GRADED)
+    written = _written_answers(GRADED)
+    assert written and sum(w["points"] for w in written) == max_written
+    out = day.outputs[_line(day, "python -m alexnet_utils grade")]
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith(GRADED)}
+    assert sorted(rows) == sorted(SUBMITTERS), out
+    for student in FULL_MARKS:
+        assert f"{max_auto:g}/{max_auto:g} auto" in rows[student], rows[student]
+        assert f"{max_written:g} manual points to grade" in rows[student], rows[student]
+    assert f"0/{max_auto:g} auto" in rows[BLANK_STUDENT] and f"0/{max_written:g} written" in rows[BLANK_STUDENT]
+    assert (f"to grade by hand in the formgrader: {len(written) * len(FULL_MARKS)} answers in "
+            f"{len(FULL_MARKS)} submissions, {max_written * len(FULL_MARKS):g} points") in out, out
+    assert f"{len(SUBMITTERS)} submissions graded, 0 flagged for manual review" in out, out
+    report = {r["student"]: r for r in json.loads((day.course / grading.REPORT).read_text())}
+    for student in FULL_MARKS:
+        r = report[student]
+        assert (r["score"], r["max_score"], r["written_max"], r["flags"]) == (max_auto, max_auto, max_written, [])
+        assert r["to_grade"] == written, f"{student}: the report lists {r['to_grade']}"
+    blank = report[BLANK_STUDENT]
+    assert (blank["score"], blank["written_score"], blank["to_grade"]) == (0, 0, []), blank
+
+
 def test_the_class_list_and_every_assignment_are_in_the_gradebook(day):
     with Gradebook(f"sqlite:///{day.course / 'gradebook.db'}", COURSE_ID) as gb:
         assert sorted(s.id for s in gb.students) == sorted(STUDENTS)
@@ -220,7 +192,7 @@ def test_the_class_list_and_every_assignment_are_in_the_gradebook(day):
 def test_every_assignment_is_released_to_the_exchange_and_listed_for_students(day):
     for name in NAMES:
         released = day.exchange / COURSE_ID / "outbound" / name
-        assert _nb_names(released) == _nb_names(day.course / "source" / name), \
+        assert nb_names(released) == nb_names(day.course / "source" / name), \
             f"`nbgrader release_assignment {name}` did not put its notebooks in {released}"
         assert name in day.listed, f"`nbgrader list` does not show {name} to a student:\n{day.listed}"
 
@@ -228,7 +200,7 @@ def test_every_assignment_is_released_to_the_exchange_and_listed_for_students(da
 def test_a_student_fetches_the_release_without_solutions_or_hidden_tests(day):
     assert day.fetched, f"`nbgrader fetch_assignment {GRADED}` fetched no notebook"
     for nb_name, text in day.fetched.items():
-        assert "raise NotImplementedError()" in text, f"{nb_name} as fetched has no stubs"
+        assert stubs.STUB_CALL in text, f"{nb_name} as fetched has no stubs"
         for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS"):
             assert marker not in text, f"{nb_name} as fetched by a student contains {marker!r}"
 
@@ -236,7 +208,7 @@ def test_a_student_fetches_the_release_without_solutions_or_hidden_tests(day):
 def test_collect_and_zip_collect_file_every_hand_in_for_grading(day):
     for student in SUBMITTERS:
         folder = day.course / "submitted" / student / GRADED
-        assert _nb_names(folder) == _nb_names(day.course / "source" / GRADED), \
+        assert nb_names(folder) == nb_names(day.course / "source" / GRADED), \
             f"{student}'s hand-in is not in {folder}"
     assert (day.course / "submitted" / EXCHANGE_STUDENT / GRADED / "timestamp.txt").exists(), \
         "`nbgrader collect` keeps the time of submission"
@@ -245,7 +217,7 @@ def test_collect_and_zip_collect_file_every_hand_in_for_grading(day):
 
 def test_autograde_runs_in_the_grading_profile_whatever_the_shell_says(day):
     for student in SUBMITTERS:
-        for nb_name in _nb_names(day.course / "autograded" / student / GRADED):
+        for nb_name in nb_names(day.course / "autograded" / student / GRADED):
             text = (day.course / "autograded" / student / GRADED / nb_name).read_text()
             assert "run profile 'smoke'" in text, \
                 f"autograded/{student}/{GRADED}/{nb_name} did not run in the smoke profile (ALEXNET_PROFILE=quick)"
@@ -275,7 +247,7 @@ def test_feedback_is_html_with_the_score_for_every_hand_in(day):
     expected = {EXCHANGE_STUDENT: max_auto, REFERENCE_STUDENT: max_auto, BLANK_STUDENT: 0.0}
     for student, score in expected.items():
         pages = _feedback_pages(day.course, student)
-        assert [p.stem for p in pages] == [Path(n).stem for n in _nb_names(day.course / "source" / GRADED)], \
+        assert [p.stem for p in pages] == [Path(n).stem for n in nb_names(day.course / "source" / GRADED)], \
             f"`nbgrader generate_feedback` wrote {pages} for {student}"
         if len(pages) == 1:
             assert f"Score: {score} / {max_auto + max_written}" in pages[0].read_text(), \

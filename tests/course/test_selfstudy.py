@@ -3,7 +3,7 @@
 import nbformat
 import pytest
 
-from alexnet_utils.course import selfstudy
+from alexnet_utils.course import markers, selfstudy, stubs
 
 from .conftest import ROOT, source_notebooks
 
@@ -39,4 +39,52 @@ def test_selfstudy_folds_every_solution_and_keeps_every_hidden_test(nb_path):
             for line in cell.source.splitlines():
                 if line.strip() and "###" not in line:
                     assert line in text, f"hidden check missing from the self-study edition: {line}"
-    assert all("nbgrader" not in c.metadata for c in out.cells), "self-study cells carry no grading metadata"
+
+
+@pytest.mark.parametrize("nb_path", SOURCES, ids=lambda p: p.parent.name)
+def test_selfstudy_keeps_the_grading_metadata_so_validate_checks_every_test(nb_path):
+    """nbgrader's Validate checks only cells with grade metadata: without it, an unsolved notebook "passes".
+
+    Every test cell keeps the source's metadata (grade, points, locked) and no checksum (its text
+    now includes the hidden tests, so the release's checksum would call it "changed"); each stub
+    keeps its solution cell's metadata. The release's stubs fail every test (test_grading's
+    `validate --invert`), so Validate fails on an unsolved self-study notebook;
+    tests/browser/test_instructor_day.py clicks it to see.
+    """
+    src = nbformat.read(nb_path, as_version=4)
+    out = nbformat.read(ROOT / "notebooks" / nb_path.name, as_version=4)
+    kept = {c.metadata["nbgrader"]["grade_id"]: c for c in out.cells if "nbgrader" in c.metadata}
+    for cell in src.cells:
+        meta = cell.metadata.get("nbgrader")
+        if not meta:
+            continue
+        assert meta["grade_id"] in kept, f"cell {meta['grade_id']!r} lost its nbgrader metadata in self-study"
+        mine = kept[meta["grade_id"]]
+        assert mine.metadata["nbgrader"] == {k: v for k, v in meta.items() if k != "checksum"}
+        assert mine.cell_type == cell.cell_type
+        if meta.get("grade") and cell.cell_type == "code":
+            assert mine.source == markers.strip(cell.source, markers.HIDDEN), "a test cell holds all its tests"
+        if meta.get("solution") and cell.cell_type == "code":
+            assert stubs.STUB_CALL in mine.source and "BEGIN SOLUTION" not in mine.source
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in out.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)) == len(kept)
+
+
+@pytest.mark.parametrize("nb_path", SOURCES, ids=lambda p: p.parent.name)
+def test_selfstudy_says_nothing_of_hidden_tests_but_that_all_are_shown(nb_path):
+    out = nbformat.read(ROOT / "notebooks" / nb_path.name, as_version=4)
+    header, *rest = [c for c in out.cells if c.cell_type == "markdown"]
+    assert selfstudy.HEADER_NOTE in header.source
+    told = [c.source for c in rest if selfstudy.HIDDEN_TESTS.search(c.source)]
+    assert not told, f"the self-study edition has no hidden tests, yet says: {told}"
+
+
+def test_sentences_about_hidden_tests_are_dropped_and_nothing_else():
+    text = ("**How this works.** Write your code, then run the\ntest cell under it. Each test cell checks one "
+            "skill. Hidden tests check more than the\nvisible ones, so read closely.\n\nPart 2 · $n = 5$.")
+    assert selfstudy.without_hidden_test_sentences(text) == (
+        "**How this works.** Write your code, then run the\ntest cell under it. Each test cell checks one "
+        "skill.\n\nPart 2 · $n = 5$.")
+    assert selfstudy.without_hidden_test_sentences("Hidden tests: more.\n\nNext.") == "Next."
+    untouched = "No such claim.\n\n\nKeep  this   spacing, e.g. 0.71 GFLOPs."
+    assert selfstudy.without_hidden_test_sentences(untouched) == untouched

@@ -12,10 +12,12 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from alexnet_utils.course import stubs
+
 from .conftest import ROOT, source_notebooks
 
 NOTEBOOKS = [ROOT / "notebooks" / nb.name for nb in source_notebooks()]
-STUB = "raise NotImplementedError()"
+STUB = stubs.STUB_CALL  # every stub starts so; it goes on to name its task
 SOLUTION_HEAD = "<details><summary><b>Show solution</b></summary>"
 PYTHON_FENCE = re.compile(r"^```python\n(.*?)\n```$", re.DOTALL | re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -111,6 +113,8 @@ def test_untouched_notebook_stops_at_its_first_stub(nb_path, tmp_path):
     error = next(o for o in nb.cells[failed[0]].outputs if o.output_type == "error")
     traceback = ANSI.sub("", "\n".join(error.traceback))
     assert STUB in traceback, f"{nb_path.name}: the NotImplementedError does not come from a stub:\n{traceback}"
+    assert re.search(r"complete \w+|task above", error.evalue), \
+        f"{nb_path.name}: the first stub's error does not say what to complete: {error.evalue!r}"
     skipped = [i for i, c in enumerate(nb.cells[:failed[0]]) if c.cell_type == "code" and c.execution_count is None]
     assert not skipped, f"{nb_path.name}: cells {skipped} before the first stub did not run"
     assert first_code_cell(nb).execution_count is not None, "the set-up cell did not run"

@@ -116,6 +116,27 @@ def test_shapes_are_centred_on_the_image_centre_so_a_flip_keeps_the_distribution
     assert centroid_x.mean().item() == pytest.approx(15.5, abs=0.15)
 
 
+# --------------------------------------------------------------------------- photos
+
+def test_photos_are_resized_square_uint8_named_by_photo():
+    photos = data.photos(48)
+    assert photos.images.shape == (len(data.PHOTOS), 3, 48, 48) and photos.images.dtype == torch.uint8
+    assert photos.classes == data.PHOTOS and photos.labels.tolist() == list(range(len(data.PHOTOS)))
+    assert photos.mean == data.IMAGENET_MEAN and photos.images.float().std() > 20, "real photos, not blank"
+
+
+def test_photos_take_the_networks_normalisation_and_grey_photos():
+    photos = data.photos(32, names=("camera", "coffee"), mean=(0.5, 0.5, 0.5), std=(0.3, 0.3, 0.3))
+    assert photos.images.shape == (2, 3, 32, 32)
+    assert torch.equal(photos.images[0, 0], photos.images[0, 1]), "a grey photo gets three equal channels"
+    assert torch.allclose(photos.normalise(), (photos.images.float() / 255 - 0.5) / 0.3)
+
+
+def test_photos_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="no sample photo 'mona_lisa'"):
+        data.photos(32, names=("mona_lisa",))
+
+
 # --------------------------------------------------------------------------- mnist5k
 
 def test_mnist5k_has_4000_train_and_1000_test_uint8_digits(mnist_train, mnist_test):

@@ -307,6 +307,28 @@ def test_pretrained_alexnet_outside_smoke_loads_the_cached_weights(monkeypatch, 
     assert torch.equal(model.classifier[6].bias, reference.classifier[6].bias)
 
 
+def test_pretrained_alexnet_rejects_unknown_stand_ins():
+    with pytest.raises(ValueError, match="random, mini"):
+        au.pretrained_alexnet(offline_stand_in="imagenet")
+
+
+@pytest.mark.slow
+def test_mini_stand_in_is_trained_cached_announced_and_leaves_the_threads_alone(capsys):
+    threads = torch.get_num_threads()
+    model = au.pretrained_alexnet(offline_stand_in="mini")
+    first = capsys.readouterr().out
+    assert "stands in for torchvision's ImageNet AlexNet" in first and "validation accuracy" in first
+    assert torch.get_num_threads() == threads, "the stand-in trains on one thread, then gives the others back"
+    assert not model.training and model.min_input_size <= 32 and linears(model)[-1].out_features == 10
+    val = au.data.shapes(512, seed=1)
+    metrics = au.evaluate(model, au.DeviceLoader(val, 128, shuffle=False), device="cpu")
+    assert metrics["acc"] > 0.5, "trained: far above the 10% of chance on shapes"
+    again = au.pretrained_alexnet(num_classes=4, offline_stand_in="mini")
+    assert "finished run loaded" in capsys.readouterr().out, "a second call reloads the cached run"
+    assert torch.equal(again.features[0].weight, model.features[0].weight)
+    assert linears(again)[-1].out_features == 4
+
+
 def test_paper_names_map_module_names_to_the_papers_layer_names(paper_alexnet):
     names = au.models.paper_names(paper_alexnet)
     assert names == {"features.0": "conv1", "features.4": "conv2", "features.8": "conv3",

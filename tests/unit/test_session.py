@@ -25,3 +25,20 @@ def test_outside_smoke_start_says_where_the_real_data_comes_from(cache, capsys, 
     au.start("04_transfer_learning", data=("flowers102",))
     out = capsys.readouterr().out
     assert "data: Oxford Flowers-102 from" in out and "not cached yet: fetched on first use" in out
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test_the_profile_line_reads_without_nested_parentheses(cache, capsys, monkeypatch):
+    for name in ("smoke", "quick", "full"):
+        monkeypatch.setenv("ALEXNET_PROFILE", name)
+        au.start("01_build_alexnet")
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.startswith(f"01_build_alexnet: run profile '{name}', "), first
+        assert _nesting(first) <= 1, f"nested parentheses in {first!r}"

@@ -1,5 +1,9 @@
 """Figures and tables: every plot returns its Figure with show=False."""
 
+import html as html_mod
+import re
+
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -101,6 +105,16 @@ def test_feature_maps_draws_the_first_n_channels():
     assert fig._suptitle.get_text() == "conv5 (13x13)"
 
 
+def test_feature_maps_can_pick_channels_and_title_them_by_their_numbers():
+    activation = torch.randn(32, 13, 13)
+    fig = viz.feature_maps(activation, channels=[7, 2, 30], show=False)
+    assert images_drawn(fig) == 3 and titles(fig) == ["ch 7", "ch 2", "ch 30"]
+    drawn = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert (drawn[0] == activation[7].numpy()).all()
+    with pytest.raises(ValueError, match="channels must be in 0..31"):
+        viz.feature_maps(activation, channels=[32], show=False)
+
+
 def test_feature_maps_accepts_unbatched_activations_with_few_channels():
     fig = viz.feature_maps(torch.randn(5, 6, 6), n=16, show=False)
     assert images_drawn(fig) == 5
@@ -161,3 +175,37 @@ def test_bar_chart_colours_bars_by_layer_family():
     assert colours[0] == colours[1] and colours[2] == colours[3]
     assert colours[0] != colours[2]
 
+
+
+# --------------------------------------------------------------------------- what a student sees first (issue 15)
+
+def test_plot_step_losses_labels_what_is_plotted():
+    fig = viz.plot_step_losses([2.3, 1.1, 0.4, 0.05], title="one batch", show=False)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "cross-entropy loss"
+    (line,) = ax.lines
+    assert list(line.get_xdata()) == [1, 2, 3, 4] and line.get_linestyle() == "-" and line.get_alpha() in (None, 1)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training loss"]
+    assert "epoch" not in " ".join([ax.get_xlabel(), ax.get_title()]) and "(train)" not in line.get_label()
+
+
+def test_claims_html_is_a_table_a_person_reads():
+    from alexnet_utils.claims import AGREES, DISAGREES, NOT_MEASURABLE
+
+    literature = "torchvision docs: 0.71 'GFLOPS' are multiply-adds, not FLOPs; " * 3
+    frame = pd.DataFrame([
+        {"claim": "torchvision's AlexNet costs 0.71 GFLOPS", "source": literature, "verdict": AGREES},
+        {"claim": "<b>60M</b> & more", "source": "paper", "verdict": DISAGREES},
+        {"claim": "six days on two GPUs", "source": "paper", "verdict": NOT_MEASURABLE},
+    ])
+    html = viz.claims_html(frame)
+    assert html.count("<tr>") == 4 and html.count("<thead>") == 1, "one header row, then one row per claim"
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", html) == ["claim", "source", "verdict"]
+    cells = re.findall(r"<t[hd] ([^>]*)>", html)
+    assert len(cells) == 12 and all("text-align:left" in c for c in cells), "text is left-aligned, not pandas' right"
+    assert all("white-space:normal" in c for c in re.findall(r"<td ([^>]*)>", html)), "long cells wrap, in full"
+    assert html_mod.escape(literature) in html and "..." not in html, "no cell is cut short"
+    assert "&lt;b&gt;60M&lt;/b&gt; &amp; more" in html, "cell text is escaped"
+    colours = re.findall(r'<b style="color:(#[0-9a-f]{6})">([^<]*)</b>', html)
+    assert colours == [(viz.VERDICT_COLOURS[v], v) for v in (AGREES, DISAGREES, NOT_MEASURABLE)]
+    assert len({c for c, _ in colours}) == 3, "each verdict has its own colour"
