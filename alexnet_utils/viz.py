@@ -199,6 +199,7 @@ def plot_comparison(frame, metrics: Sequence[str] = ("train_loss", "val_acc"), t
     """One panel per metric, one line per variant over epochs: mean over seeds, band = their spread."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     if frame.empty:
         raise ValueError("nothing to plot: the comparison has no finished epochs")
@@ -208,6 +209,11 @@ def plot_comparison(frame, metrics: Sequence[str] = ("train_loss", "val_acc"), t
         sns.lineplot(frame, x="epoch", y=metric, hue="variant", marker="o", ax=ax,
                      errorbar="sd" if several_seeds else None)
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        epochs = sorted(frame["epoch"].unique())  # whole numbers: no tick at epoch 1.5
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title=None)
     seeds = frame["seed"].nunique()

@@ -111,6 +111,8 @@ def test_plots_draw_one_line_and_one_bar_per_variant(ablation):
     fig = ablation.plot(show=False)
     assert len(fig.axes) == 2
     assert {t.get_text() for t in fig.axes[1].get_legend().get_texts()} == {"baseline", "sigmoid", "no_aug"}
+    ticks = [t for t in fig.axes[0].get_xticks() if fig.axes[0].get_xlim()[0] <= t <= fig.axes[0].get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), f"epochs are whole numbers; ticks {ticks}"
     fig = ablation.plot_final(show=False)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["baseline", "sigmoid", "no_aug"]
 

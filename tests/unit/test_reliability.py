@@ -81,7 +81,8 @@ TRAIN_SCRIPT = textwrap.dedent("""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
     history = au.fit(model, loader, None, epochs=int(sys.argv[2]), optimizer=opt, scheduler=sched,
-                     device="cpu", precision="fp32", checkpoint=sys.argv[1], progress=False)
+                     device="cpu", precision="fp32", checkpoint=sys.argv[1], checkpoint_every=0,
+                     progress=False)
     torch.save({"model": model.state_dict(), "epochs": history.epochs, "steps": history.steps}, sys.argv[3])
 """)
 EPOCHS = 6

@@ -9,6 +9,7 @@ from torch import nn
 
 import alexnet_utils as au
 from alexnet_utils import data
+from alexnet_utils import train as train_mod
 from alexnet_utils.train import History
 
 COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"]
@@ -253,6 +254,18 @@ def test_resumed_run_matches_an_uninterrupted_run(resumed_runs):
 
 def test_checkpoint_leaves_no_temporary_files(resumed_runs):
     assert [p.name for p in resumed_runs["path"].parent.iterdir()] == ["run.pt"]
+
+
+@pytest.mark.parametrize("every,saved_after", [(0, [1, 2, 3]), (3600, [3])])
+def test_checkpoints_are_written_at_the_end_and_then_at_most_every_so_many_seconds(
+        every, saved_after, tmp_path, train_set, val_set, monkeypatch):
+    saves = []
+    real_save = train_mod._save
+    monkeypatch.setattr(train_mod, "_save", lambda path, *a: saves.append(len(a[-2])) or real_save(path, *a))
+    model, train, val, optimizer = setup(train_set, val_set)
+    au.fit(model, train, val, optimizer=optimizer, epochs=3, device="cpu", precision="fp32", progress=False,
+           checkpoint=tmp_path / "run.pt", checkpoint_every=every)
+    assert saves == saved_after, f"checkpoint_every={every}: saved after epochs {saves}"
 
 
 def test_finished_checkpoint_returns_without_training(resumed_runs, train_set, val_set):
