@@ -107,6 +107,8 @@ def _needed_paths(course: Path) -> list[Path]:
     blanked = (Path("/tmp").resolve(), Path.home().resolve())
     wanted = {course.resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     wanted |= {Path(p).resolve() for p in sys.path if p and Path(p).exists()}
+    # an editable install imports the package through a finder, not a sys.path entry
+    wanted.add(Path(__file__).resolve().parents[1])
     inside = [p for p in wanted if any(b in p.parents for b in blanked)]
     # bind parents before children, and skip children already covered by a bound parent
     result: list[Path] = []
