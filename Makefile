@@ -36,7 +36,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_FLAGS)
 
 test: $(STAMP)
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest --durations=60
 
 # The developer's loop (under 2 minutes): unit tests, then notebook 01's nbgrader round trip.
 check: $(STAMP)
