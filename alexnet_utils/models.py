@@ -278,6 +278,30 @@ def pretrained_alexnet(num_classes: int = 1000, offline_stand_in: str = "random"
     return model
 
 
+def _train_on_shapes(build, train_set, val_set, name: str, run, progress: bool, desc: str):
+    """How every offline stand-in is trained: Adam, 8 epochs, flips, on one CPU thread, cached as ``name``.
+
+    One thread: a network this small gains little from threads, and loses much when cores
+    are busy. The notebook's global random state is left as it was. Returns (model, history).
+    """
+    from . import data, train
+
+    config = train.TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0, augment="flip", epochs=8,
+                               batch_size=64, precision="fp32")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            loaders = data.make_loaders(train_set, val_set, 64, "flip", seed=0, device="cpu")
+            torch.manual_seed(0)
+            model = build()
+            history = train.fit(model, *loaders, config=config, device="cpu", progress=progress, desc=desc,
+                                checkpoint=train.run_path(name, run))
+    finally:
+        torch.set_num_threads(threads)
+    return model, history
+
+
 def trained_stand_in(run=None, progress: bool = True) -> AlexNet:
     """A mini AlexNet trained for a few seconds on ``shapes``: the offline stand-in for trained weights.
 
@@ -287,25 +311,14 @@ def trained_stand_in(run=None, progress: bool = True) -> AlexNet:
     in the run cache, so a restarted kernel reloads it, and returned in eval mode; the
     global random state is left as it was.
     """
-    from . import data, train
+    from . import data
     from .profiles import run_profile
 
     run = run or run_profile()
     train_set, val_set = data.shapes(2048, seed=0), data.shapes(512, seed=1)
-    config = train.TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0, augment="flip", epochs=8,
-                               batch_size=64, precision="fp32")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a network this small gains little from threads, and loses much when cores are busy
-    try:
-        with torch.random.fork_rng(devices=[]):  # leave the notebook's random state as it was
-            loaders = data.make_loaders(train_set, val_set, 64, "flip", seed=0, device="cpu")
-            torch.manual_seed(0)
-            model = mini_alexnet(width=run.model_width, norm="bn")
-            path = train.run_path(f"stand_ins/mini_alexnet_shapes_w{run.model_width:g}_v1", run)
-            history = train.fit(model, *loaders, config=config, device="cpu", progress=progress,
-                                desc="training the stand-in", checkpoint=path)
-    finally:
-        torch.set_num_threads(threads)
+    model, history = _train_on_shapes(lambda: mini_alexnet(width=run.model_width, norm="bn"), train_set, val_set,
+                                      f"stand_ins/mini_alexnet_shapes_w{run.model_width:g}_v1", run, progress,
+                                      "training the stand-in")
     print(f"{run.name} profile: a mini AlexNet (32x32 inputs, width {run.model_width:g}, BatchNorm), trained for "
           f"{len(history)} epochs on {len(train_set):,} images of the offline 'shapes' set "
           f"({history.final('val_acc'):.0%} validation accuracy), stands in for torchvision's ImageNet AlexNet; "
@@ -355,29 +368,19 @@ def transfer_stand_in(classes: tuple[int, ...] = (0, 1, 2, 3, 4), run=None, prog
     process (later calls are silent and instant); the global random state is left as it
     was. Returned with its own head, in eval mode.
     """
-    from . import data, train
+    from . import data
     from .profiles import run_profile
 
     run = run or run_profile()
     classes = tuple(int(c) for c in classes)
     key = (classes, run.name, run.model_width, str(data.cache_dir()))
     if key not in _stand_in_cache:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a network this small gains little from threads, and loses much on busy cores
-        try:
-            with torch.random.fork_rng(devices=[]):
-                train_set = data.shapes(4000, seed=10).select_classes(classes)
-                val_set = data.shapes(1000, seed=11).select_classes(classes)
-                torch.manual_seed(0)
-                model = mini_alexnet(len(classes), width=run.model_width)
-                config = train.TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0, augment="flip", epochs=8,
-                                           batch_size=64, precision="fp32")
-                name = f"stand_ins/mini_alexnet_shapes{''.join(map(str, classes))}_w{run.model_width:g}_v2"
-                history = train.fit(model, *data.make_loaders(train_set, val_set, 64, "flip", seed=0), config=config,
-                                    device="cpu", checkpoint=train.run_path(name, run), progress=progress,
-                                    desc=f"pretraining on shapes {', '.join(map(str, classes))}")
-        finally:
-            torch.set_num_threads(threads)
+        train_set = data.shapes(4000, seed=10).select_classes(classes)
+        val_set = data.shapes(1000, seed=11).select_classes(classes)
+        model, history = _train_on_shapes(
+            lambda: mini_alexnet(len(classes), width=run.model_width), train_set, val_set,
+            f"stand_ins/mini_alexnet_shapes{''.join(map(str, classes))}_w{run.model_width:g}_v2", run, progress,
+            f"pretraining on shapes {', '.join(map(str, classes))}")
         _stand_in_cache[key] = ({k: v.clone() for k, v in model.state_dict().items()}, history.final("val_acc"))
         if announce:
             names = ", ".join(data.SHAPES_CLASSES[c] for c in classes)
