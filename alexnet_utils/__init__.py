@@ -5,7 +5,7 @@ here (``au.fit``) or in a listed module's own ``__all__`` (``au.viz.bar_chart``)
 The instructor's tools live in ``alexnet_utils.course`` and are never imported here.
 """
 
-from . import claims, data, experiment, measure, models, profiles, session, train, viz
+from . import checkpoints, claims, data, experiment, measure, models, profiles, runtime, session, train, viz, weights
 from .claims import Claim, claims_table
 from .data import DeviceLoader, ImageSet, load, loaders
 from .experiment import Comparison, Variant, compare, differences
@@ -18,16 +18,18 @@ from .models import (
     count_parameters,
     mini_alexnet,
     mini_config,
-    pretrained_alexnet,
 )
 from .profiles import RunProfile, run_profile
+from .runtime import run_path
 from .session import start
-from .train import History, TrainConfig, evaluate, fit, run_path
+from .train import History, TrainConfig, evaluate, fit
+from .weights import pretrained_alexnet
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     # modules, for their own __all__
-    "claims", "data", "experiment", "measure", "models", "profiles", "session", "train", "viz",
+    "checkpoints", "claims", "data", "experiment", "measure", "models", "profiles", "runtime", "session", "train",
+    "viz", "weights",
     # starting a notebook
     "start", "run_profile", "RunProfile",
     # networks

@@ -9,14 +9,20 @@ expected value (a number with a tolerance, or a range) and the measurement;
 from __future__ import annotations
 
 __all__ = [
-    "AGREES", "DISAGREES", "NOT_MEASURABLE", "Claim", "ClaimsTable", "claims_table",
+    "AGREES", "DISAGREES", "NOISE", "NOT_MEASURABLE", "MIN_REPEATS", "Claim", "ClaimsTable", "claims_table",
 ]
 
 import json
 import math
 from dataclasses import asdict, dataclass
 
+from .profiles import run_profile
+from .runtime import notebook_dir
+from .viz import claims_html
+
 AGREES, DISAGREES, NOT_MEASURABLE = "agrees", "disagrees", "not measurable in this profile"
+NOISE = "not distinguishable from noise"
+MIN_REPEATS = 3  # a timing from fewer repeats has no spread worth the name
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,15 @@ class Claim:
     must match exactly. ``measured=None`` or ``measurable=False`` (e.g. a claim
     about ImageNet checked on stand-in data) gives "not measurable in this profile";
     ``note`` says why, or what the figure means.
+
+    The noise rule, so that no notebook has to remember it: a measurement that comes
+    from runs with a seed (or repeats of a timing) says how many (``seeds=``,
+    ``repeats=``) and how far it scatters (``spread=``: the standard deviation of the
+    measured figure, in its own unit). The verdict is "not distinguishable from noise"
+    when one seed or fewer than ``MIN_REPEATS`` repeats stand behind it, or when moving
+    the measurement by one spread would flip it; the note then says what it would take.
+    ``measures_cause=False`` marks a figure that does not measure what the claim is
+    about (a speed-up that is not the claimed cause's): it can never "agree".
     """
 
     claim: str
@@ -38,6 +53,10 @@ class Claim:
     unit: str = ""
     note: str = ""
     measurable: bool = True
+    spread: float | None = None
+    seeds: int | None = None
+    repeats: int | None = None
+    measures_cause: bool = True
 
     def __post_init__(self):
         if isinstance(self.expected, tuple):
@@ -48,21 +67,62 @@ class Claim:
             raise ValueError(f"{self.claim!r}: tolerance must be >= 0; got {self.tolerance}")
         if isinstance(self.measured, float) and math.isnan(self.measured):
             object.__setattr__(self, "measured", None)
+        if isinstance(self.spread, float) and math.isnan(self.spread):
+            object.__setattr__(self, "spread", None)
+        if self.spread is not None and self.spread < 0:
+            raise ValueError(f"{self.claim!r}: spread is a standard deviation, >= 0; got {self.spread}")
+        for name in ("seeds", "repeats"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{self.claim!r}: {name} counts runs, >= 1; got {value}")
+
+    def _holds(self, measured) -> bool:
+        expected = self.expected
+        if isinstance(expected, tuple):
+            low, high = expected
+            return (low is None or measured >= low) and (high is None or measured <= high)
+        if isinstance(expected, (bool, str)) or isinstance(measured, (bool, str)):
+            return expected == measured
+        return abs(measured - expected) <= self.tolerance * abs(expected)
+
+    def _numeric(self) -> bool:
+        return not isinstance(self.measured, (bool, str)) and not isinstance(self.expected, (bool, str))
+
+    def noise_reason(self) -> str | None:
+        """Why noise decides this comparison, and what would settle it (``None``: it does not)."""
+        if self.measured is None or not self.measurable:
+            return None
+        if self.seeds == 1:
+            return "one seed measures no spread: run 2+ seeds (the quick or full profile) to judge it"
+        if self.repeats is not None and self.repeats < MIN_REPEATS:
+            return (f"a timing from {self.repeats} repeat{'s' * (self.repeats > 1)} has no spread: "
+                    f"time {MIN_REPEATS}+ repeats to judge it")
+        if self.spread and self._numeric():
+            flips = self._holds(self.measured) != self._holds(self.measured - self.spread) or \
+                self._holds(self.measured) != self._holds(self.measured + self.spread)
+            if flips:
+                return (f"one spread ({_fmt(self.spread)}) either way would flip the verdict: more seeds or "
+                        f"repeats, or a longer run, to shrink it")
+        return None
 
     @property
     def verdict(self) -> str:
-        """agrees / disagrees / not measurable in this profile, from the numbers alone."""
+        """agrees / disagrees / not distinguishable from noise / not measurable, from the numbers alone."""
         if self.measured is None or not self.measurable:
             return NOT_MEASURABLE
-        expected, measured = self.expected, self.measured
-        if isinstance(expected, tuple):
-            low, high = expected
-            ok = (low is None or measured >= low) and (high is None or measured <= high)
-        elif isinstance(expected, (bool, str)) or isinstance(measured, (bool, str)):
-            ok = expected == measured
-        else:
-            ok = abs(measured - expected) <= self.tolerance * abs(expected)
+        if self.noise_reason():
+            return NOISE
+        ok = self._holds(self.measured)
+        if ok and not self.measures_cause:
+            return NOT_MEASURABLE
         return AGREES if ok else DISAGREES
+
+    def full_note(self) -> str:
+        """The author's note plus what the noise rule or a figure that misses the cause adds."""
+        extra = self.noise_reason()
+        if extra is None and not self.measures_cause and self.verdict == NOT_MEASURABLE and self.measurable:
+            extra = "the figure does not measure the claimed cause, so it cannot confirm it"
+        return "; ".join(part for part in (self.note, extra) if part)
 
     def expected_text(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
@@ -79,7 +139,8 @@ class Claim:
     def measured_text(self) -> str:
         if self.measured is None:
             return "—"
-        return f"{_fmt(self.measured)}{f' {self.unit}' if self.unit else ''}"
+        spread = f" ± {_fmt(self.spread)}" if self.spread is not None and self._numeric() else ""
+        return f"{_fmt(self.measured)}{spread}{f' {self.unit}' if self.unit else ''}"
 
 
 def _fmt(value) -> str:
@@ -105,12 +166,10 @@ class ClaimsTable:
         import pandas as pd
 
         return pd.DataFrame([{"claim": c.claim, "source": c.source, "expected": c.expected_text(),
-                              "measured here": c.measured_text(), "verdict": c.verdict, "note": c.note}
+                              "measured here": c.measured_text(), "verdict": c.verdict, "note": c.full_note()}
                              for c in self.claims])
 
     def _repr_html_(self) -> str:
-        from .viz import claims_html
-
         return claims_html(self.frame)
 
     def __repr__(self) -> str:
@@ -119,9 +178,6 @@ class ClaimsTable:
 
 def claims_table(claims: list[Claim], notebook: str | None = None, save: bool = True) -> ClaimsTable:
     """Show the claims with their verdicts and write them to ``<run cache>/<notebook>/claims.json``."""
-    from .profiles import run_profile
-    from .session import notebook_dir
-
     claims = list(claims)
     if not all(isinstance(c, Claim) for c in claims):
         raise TypeError("claims_table takes a list of au.Claim(claim, source, expected, measured, ...)")
@@ -129,7 +185,8 @@ def claims_table(claims: list[Claim], notebook: str | None = None, save: bool = 
     if save:
         path = notebook_dir(notebook) / "claims.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = [{**asdict(c), "verdict": c.verdict, "profile": run_profile().name} for c in claims]
+        rows = [{**asdict(c), "verdict": c.verdict, "why": c.full_note(), "profile": run_profile().name}
+                for c in claims]
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(rows, indent=2, ensure_ascii=False, default=str) + "\n")
         tmp.replace(path)

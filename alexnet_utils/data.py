@@ -25,10 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .profiles import RunProfile
-from .profiles import run_profile as active_profile
-
-CACHE_ENV = "ALEXNET_DATA"
+from .profiles import RunProfile, run_profile
+from .runtime import CACHE_ENV, cache_dir
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -45,11 +43,6 @@ class DatasetMissingError(RuntimeError):
 
 class DatasetCorruptError(RuntimeError):
     """A cached file failed its checksum; it is never loaded."""
-
-
-def cache_dir() -> Path:
-    """Where datasets and weights live: ``$ALEXNET_DATA`` or ``~/.cache/alexnet_utils``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "alexnet_utils").expanduser()
 
 
 @dataclass
@@ -401,18 +394,32 @@ def weights_path() -> Path:
     return cache_dir() / "weights" / Path(ALEXNET_WEIGHTS_URL).name
 
 
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of weights files hashed clean here
+
+
 def _weights_ok(path: Path) -> bool:
-    """torchvision names weight files ``<name>-<first 8 hex of SHA-256>.pth``."""
+    """torchvision names weight files ``<name>-<first 8 hex of SHA-256>.pth``.
+
+    Hashing 233 MB takes about a second, so a file that passed is remembered in this
+    process by path, size and modification time; any change to the file hashes it again.
+    """
     import hashlib
 
     if not path.is_file():
         return False
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return True
     prefix = path.stem.rsplit("-", 1)[-1]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest().startswith(prefix)
+    ok = digest.hexdigest().startswith(prefix)
+    if ok:
+        _VERIFIED.add(key)
+    return ok
 
 
 def _download_weights(force: bool) -> Path:
@@ -506,7 +513,7 @@ def load(name: str, split: str = "train", run: RunProfile | None = None, image_s
     _check_name(name, DATASETS)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
-    run = run or active_profile()
+    run = run or run_profile()
     shown = name
     if run.offline and name in SOURCES:
         shown = SOURCES[name].stand_in
@@ -542,11 +549,16 @@ class DeviceLoader:
     images are viewed as every possible crop window (``Tensor.unfold``), and a
     batch picks image, mirror and window at once. No per-image Python work
     sits between the accelerator and its next batch.
+
+    ``transform``: your own batch augmentation, ``fn(images) -> images`` on the whole batch
+    as floats in [0, 1], ``(N, C, H, W)``, after the crops and flips and before the
+    normalisation (PCA lighting, colour changes); it draws its randomness from torch's
+    global generator.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool = True,
                  augment: str = "none", pad: int = 4, device=None, dtype=torch.float32,
-                 channels_last: bool = False, drop_last: bool = False, seed: int = 0):
+                 channels_last: bool = False, drop_last: bool = False, seed: int = 0, transform=None):
         if augment not in AUGMENTS:
             raise ValueError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
         if batch_size < 1:
@@ -557,6 +569,9 @@ class DeviceLoader:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.data, self.batch_size, self.shuffle, self.augment = data, batch_size, shuffle, augment
         self.dtype, self.channels_last, self.drop_last = dtype, channels_last, drop_last
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a function of a batch of images; got {type(transform).__name__}")
+        self.transform = transform
         self.pad = pad if "crop" in augment else 0
         self.flip = "flip" in augment
         self.labels = data.labels.to(self.device)
@@ -596,11 +611,23 @@ class DeviceLoader:
         else:
             dy = dx = zeros
         x = self.windows[mirror, idx, dy, dx]  # (m, H, W, C) uint8
+        if self.transform is not None:
+            return self._transformed(x)
         if self.channels_last:
             # normalise in memory order (channels innermost), then view as NCHW
             return x.to(self.dtype).sub_(self.mean).div_(self.std).permute(0, 3, 1, 2)
         x = x.permute(0, 3, 1, 2).contiguous()
         return x.to(self.dtype).sub_(self.mean.view(-1, 1, 1)).div_(self.std.view(-1, 1, 1))
+
+
+    def _transformed(self, x: torch.Tensor) -> torch.Tensor:
+        images = x.permute(0, 3, 1, 2).to(self.dtype).div_(255)
+        out = self.transform(images)
+        if not isinstance(out, torch.Tensor) or out.shape != images.shape:
+            raise ValueError(f"the loader's transform must return a tensor of the batch's shape "
+                             f"{tuple(images.shape)}; got {getattr(out, 'shape', type(out).__name__)}")
+        out = (out - self.mean.view(-1, 1, 1) / 255) / (self.std.view(-1, 1, 1) / 255)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
 
 def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip",
@@ -609,7 +636,7 @@ def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip"
 
     Batches come channels-last, the layout ``fit`` trains conv nets in.
     """
-    run = run or active_profile()
+    run = run or run_profile()
     train = load(name, "train", run, seed=seed)
     val = load(name, "test", run, seed=seed, announce=False)
     return make_loaders(train, val, batch_size or run.batch_size, augment, seed=seed, device=device,
@@ -617,19 +644,26 @@ def loaders(name: str, batch_size: int | None = None, augment: str = "crop_flip"
 
 
 def make_loaders(train: ImageSet, val: ImageSet, batch_size: int, augment: str = "crop_flip", *, seed: int = 0,
-                 device=None, channels_last: bool = True, num_workers: int | None = None, **kwargs):
+                 device=None, channels_last: bool = True, num_workers: int | None = None, transform=None,
+                 **kwargs):
     """``(train, val)`` loaders over two ImageSets; validation is never augmented.
 
-    Crops and flips run batched on the device (DeviceLoader); presets with no
-    batched form (``strong``, ``autoaugment``) go through PIL and a DataLoader.
+    Crops and flips run batched on the device (DeviceLoader), with ``transform`` (a batch
+    function on [0, 1] images, see DeviceLoader) after them; presets with no batched form
+    (``strong``, ``autoaugment``) go through PIL and a DataLoader.
     """
     if augment not in AUGMENT_PRESETS:
         raise ValueError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
     common = dict(device=device, channels_last=channels_last, **kwargs)
     val_loader = DeviceLoader(val, batch_size, shuffle=False, augment="none", **common)
     if augment in AUGMENTS:
-        return DeviceLoader(train, batch_size, shuffle=True, augment=augment, seed=seed, **common), val_loader
-    workers = num_workers if num_workers is not None else (0 if active_profile().offline else 2)
+        return DeviceLoader(train, batch_size, shuffle=True, augment=augment, seed=seed, transform=transform,
+                            **common), val_loader
+    if transform is not None:
+        raise ValueError(f"a batch transform runs on the device loader, after crops and flips; the "
+                         f"{augment!r} preset goes through PIL: use augment='crop_flip' (or 'none', 'flip', "
+                         f"'crop') with transform=")
+    workers = num_workers if num_workers is not None else (0 if run_profile().offline else 2)
     return pil_loader(train, batch_size, augment=augment, num_workers=workers, seed=seed), val_loader
 
 
@@ -681,6 +715,8 @@ def pil_loader(data: ImageSet, batch_size: int, augment: str = "crop_flip", num_
                shuffle: bool = True, seed: int = 0, **kwargs) -> torch.utils.data.DataLoader:
     """The classic DataLoader + PIL + transforms pipeline over an ImageSet."""
     transform = augmentation(augment, data.mean, data.std, size=data.shape[-1])
-    return torch.utils.data.DataLoader(
+    loader = torch.utils.data.DataLoader(
         PILDataset(data, transform), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
         persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed), **kwargs)
+    loader.augment = augment  # the loader says its recipe, so fit can check a config against it
+    return loader

@@ -10,11 +10,10 @@ and the result is a tidy table with one row per variant, seed and epoch.
 from __future__ import annotations
 
 __all__ = [
-    "BUDGET", "Variant", "Comparison", "compare", "differences",
+    "BUDGET", "Variant", "Comparison", "Chance", "Paired", "compare", "differences",
 ]
 
 import hashlib
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -22,10 +21,13 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 import torch
 from torch import nn
 
+from .checkpoints import code_key
+from .data import ImageSet, load, make_loaders
 from .models import AlexNet, AlexNetConfig
 from .profiles import RunProfile, run_profile
-from .session import notebook_dir, seed_everything
-from .train import History, TrainConfig, default_device, fit
+from .runtime import default_device, notebook_dir, seed_everything
+from .train import History, TrainConfig, fit
+from .viz import Table, plot_comparison, plot_final
 
 BUDGET = ("epochs", "batch_size", "seed")  # what no variant may change
 
@@ -58,14 +60,6 @@ def _as_variant(value) -> Variant:
                     f"(model, TrainConfig) pair; got {type(value).__name__}")
 
 
-def _code_key(fn) -> str:
-    """What identifies a function across kernels: its source when Python can find it."""
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):
-        return getattr(fn, "__qualname__", repr(fn))
-
-
 @dataclass
 class Comparison:
     """What ``compare`` measured: histories and models per (variant, seed), and tables of them."""
@@ -78,6 +72,8 @@ class Comparison:
     baseline: str
     histories: dict[tuple[str, int], History] = field(default_factory=dict)
     models: dict[tuple[str, int], nn.Module] = field(default_factory=dict)
+    val_size: int | None = None  # validation images per seed, for the chance band
+    num_classes: int | None = None
 
     def config(self, variant: str) -> TrainConfig:
         """The training config ``variant`` really ran with (budget from the base)."""
@@ -143,22 +139,113 @@ class Comparison:
                 row["epochs_to_target"] = _mean([r[0] for r in reached])
                 row["seconds_to_target"] = _mean([r[1] for r in reached])
             rows.append(row)
-        return pd.DataFrame(rows).set_index("variant")
+        return Table(pd.DataFrame(rows).set_index("variant"))
+
+    def chance(self, level: float | None = None, column: str = "val_acc") -> Chance:
+        """Which variants end at chance: within three standard errors of ``level`` (1 / classes by default).
+
+        A run where every variant is at chance cannot rank anything: its numbers only show that
+        the code runs. The band is the binomial standard error on the validation set's size.
+        """
+        if level is None:
+            if not self.num_classes:
+                raise ValueError("pass level=: this comparison does not know its number of classes")
+            level = 1 / self.num_classes
+        if not self.val_size:
+            raise ValueError("this comparison does not know its validation set's size")
+        band = 3 * math.sqrt(level * (1 - level) / self.val_size)
+        means = {v: _mean(vals) for v, vals in self.final(column).items()}
+        return Chance(level, band, self.val_size, [v for v, m in means.items() if abs(m - level) <= band],
+                      list(self.variants))
+
+    def paired(self, a: str, b: str, column: str = "val_acc") -> Paired:
+        """``a`` minus ``b`` seed by seed (same seed: same data, order and start), with its spread."""
+        finals = self.final(column)
+        for name in (a, b):
+            if name not in finals:
+                raise ValueError(f"{name!r} is not one of the variants: {', '.join(finals)}")
+        diffs = [x - y for x, y in zip(finals[a], finals[b], strict=True)]
+        return Paired(a, b, column, diffs)
 
     def plot(self, metrics: Sequence[str] = ("train_loss", "val_acc"), title: str = "", show: bool = True):
         """Curves per variant (mean over seeds, a band for their spread)."""
-        from .viz import plot_comparison
-
         return plot_comparison(self.frame, metrics, title or f"{self.name} on {self.data}", show=show)
 
     def plot_final(self, metric: str = "val_acc", title: str = "", show: bool = True):
         """Final ``metric`` per variant as bars, one dot per seed."""
-        from .viz import plot_final
-
         return plot_final(self.frame, metric, title or f"{self.name}: final {metric}", show=show)
 
     def _repr_html_(self) -> str:
-        return self.summary().to_html(float_format=lambda v: f"{v:.3f}")
+        return self.summary()._repr_html_()
+
+
+@dataclass(frozen=True)
+class Chance:
+    """Where chance lies for a comparison, and which of its variants ended there."""
+
+    level: float
+    band: float
+    val_size: int
+    at_chance: list[str]
+    variants: list[str]
+
+    @property
+    def all(self) -> bool:
+        """Every variant at chance: nothing can be ranked."""
+        return len(self.at_chance) == len(self.variants)
+
+    def __str__(self) -> str:
+        head = (f"chance level: {self.level:.0%} ± {self.band:.1%} (three standard errors on "
+                f"{self.val_size:,} validation images)")
+        if self.all:
+            return head + ("\nevery variant is at chance: this run cannot rank anything; its numbers only show "
+                           "that the code runs")
+        if self.at_chance:
+            return head + f"\nat chance: {', '.join(self.at_chance)}; the others learned something"
+        return head + "\nevery variant learned something"
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The seed-by-seed difference of two variants: what the same start and data make comparable."""
+
+    a: str
+    b: str
+    column: str
+    diffs: list[float]
+
+    @property
+    def mean(self) -> float:
+        return _mean(self.diffs)
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation of the paired differences (NaN with one seed)."""
+        return _sd(self.diffs)
+
+    @property
+    def se(self) -> float:
+        return self.sd / math.sqrt(len(self.diffs)) if len(self.diffs) > 1 else math.nan
+
+    @property
+    def distinguishable(self) -> bool:
+        """More than two standard errors from zero (never with one seed)."""
+        return len(self.diffs) > 1 and abs(self.mean) > 2 * self.se
+
+    def __str__(self) -> str:
+        n = len(self.diffs)
+        if n < 2:
+            return f"{self.a} - {self.b}: {self.mean:+.3f} on one seed (no spread: not distinguishable from noise)"
+        verdict = (f"{self.a if self.mean > 0 else self.b} is ahead beyond two standard errors" if self.distinguishable
+                   else "within two standard errors of zero: not distinguishable from noise")
+        return (f"{self.a} - {self.b}: {self.mean:+.3f} on average over {n} seeds (sd {self.sd:.3f}, standard "
+                f"error {self.se:.3f}); {verdict}")
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -210,8 +297,6 @@ def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable
     """
     from tqdm.auto import tqdm
 
-    from .data import make_loaders
-
     run = run or run_profile()
     if not variants:
         raise ValueError("compare() needs at least one variant")
@@ -244,12 +329,13 @@ def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable
             sets[seed] = _datasets(data, run, seed, announce=not sets)
             data_keys[seed] = _data_key(data, sets[seed])
             result.data = data if isinstance(data, str) else sets[seed][0].name
+            result.val_size, result.num_classes = len(sets[seed][1]), len(sets[seed][1].classes)
         config = replace(result.config(vname), seed=seed)
         seed_everything(seed)
         model = _build(variants[vname].model)
         key = hashlib.sha256("\n".join([
             run.name, data_keys[seed], repr(config), _model_key(variants[vname].model, model),
-            _code_key(step_metrics) if step_metrics else "",
+            code_key(step_metrics) if step_metrics else "",
         ]).encode()).hexdigest()[:12]
         path = folder / f"{vname}-seed{seed}-{key}.pt"
         for stale in folder.glob(f"{vname}-seed{seed}-*.pt"):  # an earlier version of this variant
@@ -266,8 +352,6 @@ def compare(name: str, variants: Mapping[str, Variant | AlexNetConfig | Callable
 
 def _datasets(data, run: RunProfile, seed: int, announce: bool) -> tuple:
     """``(train, val)`` ImageSets for one seed, from a dataset name, a pair, or a function of the seed."""
-    from .data import ImageSet, load
-
     if isinstance(data, str):
         return load(data, "train", run, seed=seed, announce=announce), load(data, "test", run, seed=seed,
                                                                              announce=False)
@@ -299,4 +383,4 @@ def _build(model: AlexNetConfig | Callable[[], nn.Module]) -> nn.Module:
 
 def _model_key(spec, model: nn.Module) -> str:
     """A config is its own key; for a function, its source and the network it built."""
-    return repr(spec) if isinstance(spec, AlexNetConfig) else f"{_code_key(spec)}\n{model!r}"
+    return repr(spec) if isinstance(spec, AlexNetConfig) else f"{code_key(spec)}\n{model!r}"

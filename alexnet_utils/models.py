@@ -1,4 +1,4 @@
-"""Every network in the course, built from one config.
+"""Every network in the course, built from one config (architectures only: weights live in ``weights``).
 
 The layout follows torchvision's AlexNet (``features``, ``avgpool``,
 ``classifier``) so that weights, hooks and printouts look the same
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVATIONS", "NORMS", "INITS", "PAPER_LRN", "AlexNetConfig", "AlexNet", "alexnet_2012",
-    "alexnet_torchvision", "mini_config", "mini_alexnet", "count_parameters", "pretrained_alexnet",
-    "OFFLINE_STAND_INS", "trained_stand_in", "replace_head", "transfer_stand_in", "paper_names",
+    "alexnet_torchvision", "mini_config", "mini_alexnet", "count_parameters", "replace_head", "paper_names",
 ]
 
 from dataclasses import dataclass, replace
@@ -242,90 +241,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-OFFLINE_STAND_INS = ("random", "mini")
-
-
-def pretrained_alexnet(num_classes: int = 1000, offline_stand_in: str = "random") -> AlexNet:
-    """torchvision's AlexNet with its ImageNet weights from the course cache.
-
-    The smoke profile never downloads; ``offline_stand_in`` says what it returns
-    instead, and it is printed: ``"random"``, torchvision's AlexNet with random
-    weights (right shapes and code paths, nothing learned); ``"mini"``, the
-    mini AlexNet that ``trained_stand_in`` trains for a few seconds on the
-    offline ``shapes`` set (32x32 inputs, 10 classes), for notebooks that look
-    at what trained filters and feature maps do.
-    A new ``num_classes`` replaces the last layer (for transfer learning).
-    """
-    from . import data
-    from .profiles import run_profile
-
-    if offline_stand_in not in OFFLINE_STAND_INS:
-        raise ValueError(f"unknown offline_stand_in {offline_stand_in!r}; choose one of "
-                         f"{', '.join(OFFLINE_STAND_INS)}")
-    run = run_profile()
-    if run.offline and offline_stand_in == "mini":
-        model = trained_stand_in(run)
-    else:
-        model = alexnet_torchvision()
-        if run.offline:
-            print("smoke profile: random weights stand in for torchvision's ImageNet AlexNet weights")
-        else:
-            model.load_state_dict(data.load_weights("alexnet"))
-            print(f"weights: {data.weights_path().name} from the course cache (checked against the SHA-256 "
-                  f"prefix in its name)")
-    if num_classes != 1000:
-        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
-    return model
-
-
-def _train_on_shapes(build, train_set, val_set, name: str, run, progress: bool, desc: str):
-    """How every offline stand-in is trained: Adam, 8 epochs, flips, on one CPU thread, cached as ``name``.
-
-    One thread: a network this small gains little from threads, and loses much when cores
-    are busy. The notebook's global random state is left as it was. Returns (model, history).
-    """
-    from . import data, train
-
-    config = train.TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0, augment="flip", epochs=8,
-                               batch_size=64, precision="fp32")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            loaders = data.make_loaders(train_set, val_set, 64, "flip", seed=0, device="cpu")
-            torch.manual_seed(0)
-            model = build()
-            history = train.fit(model, *loaders, config=config, device="cpu", progress=progress, desc=desc,
-                                checkpoint=train.run_path(name, run))
-    finally:
-        torch.set_num_threads(threads)
-    return model, history
-
-
-def trained_stand_in(run=None, progress: bool = True) -> AlexNet:
-    """A mini AlexNet trained for a few seconds on ``shapes``: the offline stand-in for trained weights.
-
-    Random weights show nothing a trained network learns; this one (BatchNorm,
-    Adam, 8 epochs of 2,048 generated 32x32 images) reaches about 80-90% on
-    ``shapes``' validation images in a few seconds on two CPU cores. It is cached
-    in the run cache, so a restarted kernel reloads it, and returned in eval mode; the
-    global random state is left as it was.
-    """
-    from . import data
-    from .profiles import run_profile
-
-    run = run or run_profile()
-    train_set, val_set = data.shapes(2048, seed=0), data.shapes(512, seed=1)
-    model, history = _train_on_shapes(lambda: mini_alexnet(width=run.model_width, norm="bn"), train_set, val_set,
-                                      f"stand_ins/mini_alexnet_shapes_w{run.model_width:g}_v1", run, progress,
-                                      "training the stand-in")
-    print(f"{run.name} profile: a mini AlexNet (32x32 inputs, width {run.model_width:g}, BatchNorm), trained for "
-          f"{len(history)} epochs on {len(train_set):,} images of the offline 'shapes' set "
-          f"({history.final('val_acc'):.0%} validation accuracy), stands in for torchvision's ImageNet AlexNet; "
-          f"results describe the stand-in")
-    return model.eval()
-
-
 def replace_head(model: nn.Module, num_classes: int, freeze: tuple[str, ...] = ()) -> nn.Module:
     """Transfer learning's two moves, in place, on a ``features`` -> ``classifier`` network; returns it.
 
@@ -348,50 +263,6 @@ def replace_head(model: nn.Module, num_classes: int, freeze: tuple[str, ...] = (
     last = max(i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear))
     model.classifier[last] = nn.Linear(model.classifier[last].in_features, num_classes)
     return model
-
-
-_stand_in_cache: dict[tuple, tuple[dict, float]] = {}
-
-
-def transfer_stand_in(classes: tuple[int, ...] = (0, 1, 2, 3, 4), run=None, progress: bool = True,
-                      announce: bool = True) -> AlexNet:
-    """A mini AlexNet pretrained on some classes of ``shapes``: the offline stand-in for ImageNet weights.
-
-    Transfer learning needs a network that has learned something general on one task,
-    and a new task with other classes. Random weights have learned nothing; this network
-    is trained (Adam, 8 epochs, flips) on the ~2,000 images of ``classes`` among 4,000
-    generated ``shapes`` (32x32 RGB, width from the run profile, no normalisation layers,
-    like torchvision's AlexNet); the other classes make the new task. (MNIST digits 0-4 ->
-    5-9 was tried first: digits are so easy that a randomly initialised network matched the
-    pretrained one even from a few labels, so it could not show what transfer does.)
-    Trained once, cached in the run cache (a restarted kernel reloads it) and in this
-    process (later calls are silent and instant); the global random state is left as it
-    was. Returned with its own head, in eval mode.
-    """
-    from . import data
-    from .profiles import run_profile
-
-    run = run or run_profile()
-    classes = tuple(int(c) for c in classes)
-    key = (classes, run.name, run.model_width, str(data.cache_dir()))
-    if key not in _stand_in_cache:
-        train_set = data.shapes(4000, seed=10).select_classes(classes)
-        val_set = data.shapes(1000, seed=11).select_classes(classes)
-        model, history = _train_on_shapes(
-            lambda: mini_alexnet(len(classes), width=run.model_width), train_set, val_set,
-            f"stand_ins/mini_alexnet_shapes{''.join(map(str, classes))}_w{run.model_width:g}_v2", run, progress,
-            f"pretraining on shapes {', '.join(map(str, classes))}")
-        _stand_in_cache[key] = ({k: v.clone() for k, v in model.state_dict().items()}, history.final("val_acc"))
-        if announce:
-            names = ", ".join(data.SHAPES_CLASSES[c] for c in classes)
-            print(f"{run.name} profile: a mini AlexNet (3x32x32 inputs, width {run.model_width:g}) pretrained on "
-                  f"{len(train_set):,} generated images of {len(classes)} shapes ({names}; "
-                  f"{_stand_in_cache[key][1]:.0%} on new images of them) stands in for torchvision's ImageNet "
-                  f"AlexNet weights; results describe the stand-in")
-    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: draw nothing
-        model = mini_alexnet(len(classes), width=run.model_width)
-    model.load_state_dict(_stand_in_cache[key][0])
-    return model.eval()
 
 
 def paper_names(model: nn.Module) -> dict[str, str]:

@@ -26,6 +26,13 @@ class RunProfile:
     offline: bool
     summary: str
 
+    def pick(self, smoke, quick, full):
+        """This profile's one of three values: ``EPOCHS = P.pick(smoke=2, quick=5, full=30)``.
+
+        A notebook sizes its own experiments with it instead of a per-profile table.
+        """
+        return {"smoke": smoke, "quick": quick, "full": full}[self.name]
+
     def limit(self, n: int, split: str = "train") -> int:
         """How many of ``n`` available samples this profile uses for ``split``."""
         cap = self.train_samples if split == "train" else self.val_samples

@@ -1,4 +1,4 @@
-"""The first line of every notebook: seeds, run profile, device and the stand-ins, said out loud.
+"""The first line of every notebook: seeds, run profile, device, threads and the stand-ins, said out loud.
 
 ``start`` also names the notebook, so experiments and claims cache under
 ``$ALEXNET_DATA/runs/<profile>/<notebook>/`` without each call repeating it.
@@ -10,48 +10,35 @@ __all__ = [
     "start", "seed_everything", "current_notebook", "notebook_dir", "device_summary", "stand_ins",
 ]
 
-import random
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import numpy as np
 import torch
 
+from .data import SOURCES, is_cached
 from .profiles import RunProfile, run_profile
-
-_current = {"notebook": "scratch"}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (every device) at once."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def current_notebook() -> str:
-    """The name given to ``start`` (``"scratch"`` before it is called)."""
-    return _current["notebook"]
+from .runtime import (
+    BF16_MIN_MFLOPS,
+    apply_thread_policy,
+    cache_dir,
+    cpu_has_bf16,
+    current_notebook,
+    default_device,
+    notebook_dir,
+    seed_everything,
+    set_notebook,
+)
 
 
-def notebook_dir(notebook: str | None = None, run: RunProfile | None = None) -> Path:
-    """Where this notebook's finished runs and claims live, per run profile."""
-    from .data import cache_dir
-
-    return cache_dir() / "runs" / (run or run_profile()).name / (notebook or current_notebook())
-
-
-def device_summary(device: torch.device | None = None) -> str:
-    """One line on where training runs and in which precision."""
-    from .train import _cpu_has_bf16, default_device
-
+def device_summary(device: torch.device | None = None, threads: str | None = None) -> str:
+    """One line on where training runs and what ``precision="auto"`` picks there."""
     device = device or default_device()
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return f"cuda ({name}), {dtype} mixed precision"
-    return (f"cpu ({torch.get_num_threads()} threads), "
-            f"{'bf16 autocast' if _cpu_has_bf16() else 'fp32 (no bf16 on this CPU)'}")
+    precision = (f"precision auto: bf16 autocast for networks of {BF16_MIN_MFLOPS:g}+ MFLOP per image, else fp32"
+                 if cpu_has_bf16() else "precision auto: fp32 (no bf16 on this CPU)")
+    return f"cpu ({threads or f'{torch.get_num_threads()} threads'}), {precision}"
 
 
 def stand_ins(data: Sequence[str], run: RunProfile | None = None,
@@ -61,8 +48,6 @@ def stand_ins(data: Sequence[str], run: RunProfile | None = None,
     ``replaced_by`` names a notebook's own offline stand-in for a dataset (or the weights)
     where it is not the package's default, e.g. ``{"oxford_pets": "mnist5k digits 5-9"}``.
     """
-    from .data import SOURCES, cache_dir, is_cached
-
     run = run or run_profile()
     lines = []
     for name in data:
@@ -87,10 +72,11 @@ def start(notebook: str, seed: int = 0, data: Sequence[str] = (),
     ``replaced_by``: the notebook's own offline stand-ins, by dataset name (see ``stand_ins``).
     """
     run = run_profile()
-    _current["notebook"] = notebook
+    set_notebook(notebook)
     seed_everything(seed)
+    threads = apply_thread_policy()
     print(f"{notebook}: run profile '{run.name}', {run.summary}")
-    print(f"device: {device_summary()}; seed {seed}")
+    print(f"device: {device_summary(threads=threads)}; seed {seed}")
     for line in stand_ins(data, run, replaced_by):
         print(line)
     return run

@@ -7,7 +7,7 @@ __all__ = [
     "evaluate", "fit", "run_path", "schedule", "lr_curve",
 ]
 
-import contextlib
+import copy
 import math
 import os
 import time
@@ -17,9 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .profiles import run_profile as active_profile
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from . import checkpoints
+from .data import AUGMENT_PRESETS
+from .measure import count_flops
+from .profiles import run_profile
+from .runtime import PRECISIONS, autocast, autocast_dtype, default_device, run_path
 
 
 @dataclass
@@ -57,37 +59,6 @@ class History:
         return max(self[column]) if self.epochs else None
 
 
-def default_device() -> torch.device:
-    """The GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (``None``: plain fp32)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if _cpu_has_bf16() else None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -103,7 +74,7 @@ def evaluate(model: nn.Module, loader, device=None, precision: str = "fp32",
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype):
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x)
@@ -126,6 +97,11 @@ class TrainConfig:
     The defaults are the 2012 paper's recipe (Section 5): SGD with momentum 0.9,
     learning rate 0.01, weight decay 5e-4, random crops and flips. ``epochs`` and
     ``batch_size`` left at ``None`` come from the run profile.
+
+    ``augment`` and ``batch_size`` are the data recipe: the loaders apply them, so only
+    ``au.compare`` (which builds the loaders) reads them; left at ``None`` they mean the
+    profile's batch size and the paper's crops and flips there. ``fit`` checks a value
+    that is set against its loaders and refuses one they do not follow.
     """
 
     optimizer: str = "sgd"
@@ -134,7 +110,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "constant"
     warmup_epochs: float = 0.0
-    augment: str = "crop_flip"
+    augment: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     seed: int = 0
@@ -144,13 +120,11 @@ class TrainConfig:
     lr_scale: tuple[tuple[str, float], ...] = ()  # (parameter-name prefix, factor): e.g. (("features", 0.1),)
 
     def __post_init__(self):
-        from .data import AUGMENT_PRESETS
-
         for field_name, value, valid in (("optimizer", self.optimizer, OPTIMIZERS),
                                          ("schedule", self.schedule, SCHEDULES),
                                          ("augment", self.augment, AUGMENT_PRESETS),
                                          ("precision", self.precision, PRECISIONS)):
-            if value not in valid:
+            if value not in valid and not (field_name == "augment" and value is None):
                 raise ValueError(f"unknown {field_name} {value!r}; choose one of {', '.join(valid)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError(f"need lr > 0, weight_decay >= 0 and warmup_epochs >= 0; got lr={self.lr}, "
@@ -161,11 +135,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1 (or None for the run profile's); got {value}")
 
     def sized(self, run=None) -> TrainConfig:
-        """This config with ``epochs`` and ``batch_size`` filled in from the run profile."""
+        """This config with ``epochs`` and ``batch_size`` from the run profile, ``augment`` the paper's if unset."""
         from dataclasses import replace
 
-        run = run or active_profile()
-        return replace(self, epochs=self.epochs or run.epochs, batch_size=self.batch_size or run.batch_size)
+        run = run or run_profile()
+        return replace(self, epochs=self.epochs or run.epochs, batch_size=self.batch_size or run.batch_size,
+                       augment=self.augment or "crop_flip")
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over the trainable parameters only, one group per ``lr_scale`` factor."""
@@ -186,9 +161,62 @@ class TrainConfig:
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int | None = None):
         """The learning-rate schedule, stepped once per training step."""
-        total = steps_per_epoch * (epochs or self.epochs or active_profile().epochs)
+        total = steps_per_epoch * (epochs or self.epochs or run_profile().epochs)
         warmup = min(total - 1, round(self.warmup_epochs * steps_per_epoch))
         return schedule(self.schedule, optimizer, total, warmup_steps=warmup)
+
+
+@dataclass
+class _Plan:
+    """What ``fit`` resolved from its arguments before touching the model: one place to read it."""
+
+    epochs: int
+    precision: str
+    grad_clip: float | None
+    loss_fn: nn.Module
+    interval: str
+    recipe: str
+
+
+def _check_data_fields(config: TrainConfig, train) -> None:
+    """Refuse the data recipe's fields in a config ``fit`` would not apply: the loaders own them.
+
+    A field left at ``None`` is the loaders' business; one that is set must be what the loaders
+    say they do (a loader that does not say, like a plain DataLoader's augmentation, fails too).
+    """
+    for name in ("batch_size", "augment"):
+        wanted, got = getattr(config, name), getattr(train, name, None)
+        if wanted is not None and wanted != got:
+            have = f"these loaders use {got!r}" if got is not None else "these loaders do not say theirs"
+            raise ValueError(
+                f"TrainConfig.{name}={wanted!r} is part of the data recipe, which the loaders apply, not fit "
+                f"({have}). Build the loaders with it (au.loaders(..., {name}={wanted!r}) or "
+                f"au.data.make_loaders), or let au.compare build them; in a config passed to fit, leave "
+                f"{name} unset (None).")
+
+
+def _plan(config: TrainConfig | None, optimizer, train, *, epochs, precision, grad_clip, loss_fn,
+          scheduler_interval) -> _Plan:
+    if config is not None and optimizer is not None:
+        raise ValueError("pass config= or optimizer=, not both: the config builds its own optimizer")
+    if config is None and optimizer is None:
+        raise TypeError("fit() needs an optimizer: pass config=au.TrainConfig(...) (the paper's SGD recipe "
+                        "by default) or optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)")
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
+    if len(train) == 0:
+        raise ValueError("the training loader yields no batches: the batch size is larger than the "
+                         "dataset with drop_last=True, or the dataset is empty")
+    if config is not None:
+        _check_data_fields(config, train)
+        grad_clip = grad_clip if grad_clip is not None else config.grad_clip
+        if loss_fn is None and config.label_smoothing:
+            loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        scheduler_interval = "step"
+    epochs = epochs or (config.epochs if config else None) or run_profile().epochs
+    return _Plan(epochs=epochs, precision=precision or (config.precision if config else "auto"),
+                 grad_clip=grad_clip, loss_fn=loss_fn or nn.CrossEntropyLoss(), interval=scheduler_interval,
+                 recipe=repr(config) if config is not None else "own optimizer")
 
 
 def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None, optimizer=None, scheduler=None,
@@ -201,7 +229,9 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
 
     Args:
         model: the network; moved to ``device`` (channels-last when it has convolutions).
-        train, val: iterables of ``(images, labels)`` batches, e.g. ``au.loaders(...)``.
+        train, val: iterables of ``(images, labels)`` batches, e.g. ``au.loaders(...)``. The
+            loaders own the data recipe (batch size, augmentation): a config that names
+            another one is refused rather than silently ignored.
         config: a TrainConfig; builds the optimizer, a per-step schedule, precision,
             gradient clipping and label smoothing. Give either ``config`` or ``optimizer``:
             ``fit`` has no optimizer of its own that a result could silently depend on.
@@ -212,32 +242,20 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
             after any epoch that ends ``checkpoint_every`` seconds or more after the previous
             save, so a dead kernel loses at most an epoch or a minute of training; a later
             call resumes, and a finished run is returned from the file without training again.
-            (Saving every epoch would cost more than training for a big network on tiny
-            epochs: AlexNet with Adam's state is 0.7 GB.) ``checkpoint_every=0``: every epoch.
-        precision: ``"auto"`` (bf16 autocast on a CPU that has it, AMP on CUDA), ``"fp32"``,
-            ``"bf16"`` or ``"fp16"``; default ``config.precision`` or ``"auto"``.
+            The file records what made the run (recipe, precision, data, and the model's
+            behaviour at the start); when any of it changed, the run trains afresh
+            and the old file is kept as ``<name>.previous.pt``. ``checkpoint_every=0``: every epoch.
+        precision: ``"auto"`` (AMP on CUDA; on a CPU bf16 autocast for networks big enough to
+            gain from it, see ``au.runtime.autocast_dtype``), ``"fp32"``, ``"bf16"`` or
+            ``"fp16"``; default ``config.precision`` or ``"auto"``.
         step_metrics: ``fn(model) -> dict`` called after each backward pass, before the
             update (gradients are in place); its rows land in ``history.step_records``.
         grad_clip: clip the global gradient norm to this value.
         progress: one progress bar over all steps (a widget in Jupyter).
     """
-    if config is not None and optimizer is not None:
-        raise ValueError("pass config= or optimizer=, not both: the config builds its own optimizer")
-    if config is None and optimizer is None:
-        raise TypeError("fit() needs an optimizer: pass config=au.TrainConfig(...) (the paper's SGD recipe "
-                        "by default) or optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)")
+    plan = _plan(config, optimizer, train, epochs=epochs, precision=precision, grad_clip=grad_clip,
+                 loss_fn=loss_fn, scheduler_interval=scheduler_interval)
     device = torch.device(device) if device else default_device()
-    epochs = epochs or (config.epochs if config else None) or active_profile().epochs
-    precision = precision or (config.precision if config else "auto")
-    if config is not None:
-        grad_clip = grad_clip if grad_clip is not None else config.grad_clip
-        if loss_fn is None and config.label_smoothing:
-            loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    if scheduler_interval not in ("epoch", "step"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
-    if len(train) == 0:
-        raise ValueError("the training loader yields no batches: the batch size is larger than the "
-                         "dataset with drop_last=True, or the dataset is empty")
     model.to(device)
     if channels_last is None:
         channels_last = _has_conv(model)
@@ -246,58 +264,127 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
     if config is not None:
         torch.manual_seed(config.seed)
         optimizer = config.make_optimizer(model)
-        scheduler, scheduler_interval = config.make_scheduler(optimizer, len(train), epochs), "step"
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
-    dtype = autocast_dtype(precision, device)
+        scheduler = config.make_scheduler(optimizer, len(train), plan.epochs)
+    dtype = autocast_dtype(plan.precision, device, mflops=_forward_mflops(model, train, val)
+                           if plan.precision == "auto" and device.type == "cpu" else None)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    step_model = torch.compile(model) if compile else model
-
-    history = History()
-    if checkpoint is not None:
-        history = _resume(Path(checkpoint), model, optimizer, scheduler, scaler, train)
-        if history.epochs:
-            done = "finished run loaded" if len(history) >= epochs else f"resumed after epoch {len(history)}"
-            print(f"{desc}: {done} from {checkpoint}")
-    start = len(history)
-    steps_per_epoch = len(train)
+    run = _Run(model, optimizer, scheduler, scaler, train, checkpoint and Path(checkpoint), checkpoint_every)
+    history = run.start(val, plan, desc, extra=f"\nstep_metrics: {checkpoints.code_key(step_metrics)}\n"
+                                              f"grad_clip: {plan.grad_clip}\nchannels_last: {channels_last}")
+    step = _Step(torch.compile(model) if compile else model, optimizer,
+                 scheduler if plan.interval == "step" else None, scaler, plan.loss_fn, device, dtype,
+                 channels_last, plan.grad_clip, step_metrics)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=desc, unit="step",
+    bar = tqdm(total=plan.epochs * len(train), initial=len(history) * len(train), desc=desc, unit="step",
                disable=not progress)
-    step = _Step(step_model, optimizer, scheduler if scheduler_interval == "step" else None, scaler, loss_fn,
-                 device, dtype, channels_last, grad_clip, step_metrics)
-    last_save = time.perf_counter()
     try:
-        for epoch in range(start, epochs):
-            model.train()
-            t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            step_losses, train_acc, records = step.epoch(train, bar, f"{epoch + 1}/{epochs}")
-            train_loss = sum(step_losses) / len(step_losses)
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"the training loss became {train_loss} in epoch {epoch + 1}: the learning rate "
-                    f"({lr:g}) is probably too high for this model (lower it, add warm-up or "
-                    f"normalisation, or clip gradients with grad_clip=1.0)")
-            if scheduler is not None and scheduler_interval == "epoch":
+        for epoch in range(len(history), plan.epochs):
+            row, losses, records = _train_epoch(step, train, val, epoch, plan, bar, device)
+            if scheduler is not None and plan.interval == "epoch":
                 scheduler.step()
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
-            if val is not None:
-                metrics = evaluate(model, val, device, precision, loss_fn)
-                row.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
-            row.update(lr=lr, time_s=time.perf_counter() - t0)
             history.epochs.append(row)
-            history.steps.extend(step_losses)
+            history.steps.extend(losses)
             history.step_records.extend(records)
-            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}",
-                            **{k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
-            if checkpoint is not None and (epoch + 1 == epochs
-                                           or time.perf_counter() - last_save >= checkpoint_every):
-                _save(Path(checkpoint), model, optimizer, scheduler, scaler, history, train)
-                last_save = time.perf_counter()
+            bar.set_postfix_str(_short_postfix(row), refresh=False)
+            run.after_epoch(history, last=epoch + 1 == plan.epochs)
     finally:
         bar.close()
     return history
+
+
+def _short_postfix(row: dict) -> str:
+    """What a finished epoch leaves on the bar: short enough that the bar keeps its width."""
+    shown = f"loss {row['train_loss']:.3f}"
+    if "val_acc" in row:
+        shown += f", val acc {row['val_acc']:.3f}"
+    return shown
+
+
+def _train_epoch(step, train, val, epoch: int, plan: _Plan, bar, device) -> tuple[dict, list, list]:
+    """One epoch of steps and its validation: the History row, every step's loss, the step records."""
+    step.model.train()
+    t0 = time.perf_counter()
+    lr = step.optimizer.param_groups[0]["lr"]
+    losses, train_acc, records = step.epoch(train, bar, f"{epoch + 1}/{plan.epochs}")
+    train_loss = sum(losses) / len(losses)
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(
+            f"the training loss became {train_loss} in epoch {epoch + 1}: the learning rate "
+            f"({lr:g}) is probably too high for this model (lower it, add warm-up or "
+            f"normalisation, or clip gradients with grad_clip=1.0)")
+    row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
+    if val is not None:  # validated in the precision training used
+        used = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(step.dtype, "fp32")
+        metrics = evaluate(step.model, val, device, used, plan.loss_fn)
+        row.update(val_loss=metrics["loss"], val_acc=metrics["acc"])
+    row.update(lr=lr, time_s=time.perf_counter() - t0)
+    return row, losses, records
+
+
+_MFLOPS: dict[tuple, float | None] = {}
+
+
+def _forward_mflops(model: nn.Module, train, val) -> float | None:
+    """Forward MFLOPs per image of ``model`` on the loaders' images (for the CPU precision choice).
+
+    Counted once per architecture and image shape in a process.
+    """
+    x, _ = checkpoints.probe_batch(train, val)
+    key = (type(model).__qualname__, repr(model), tuple(x.shape[1:]))
+    if key not in _MFLOPS:
+        try:
+            twin = copy.deepcopy(model).eval()
+            with torch.no_grad():
+                _MFLOPS[key] = count_flops(twin, (1, *x.shape[1:])) / 1e6
+        except Exception:  # a model the counter cannot run on random input: no opinion
+            _MFLOPS[key] = None
+    return _MFLOPS[key]
+
+
+@dataclass
+class _Run:
+    """The checkpoint hooks of one ``fit``: resume or start afresh, then save as epochs finish."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler
+    train: object
+    path: Path | None
+    every: float
+    record: dict | None = None
+    last_save: float = 0.0
+
+    def start(self, val, plan: _Plan, desc: str, extra: str) -> History:
+        self.last_save = time.perf_counter()
+        if self.path is None:
+            return History()
+        self.record = checkpoints.run_record(self.model, self.train, val, recipe=plan.recipe,
+                                             precision=plan.precision, loss_fn=plan.loss_fn,
+                                             optimizer=self.optimizer, scheduler=self.scheduler,
+                                             interval=plan.interval, extra=extra)
+        state = checkpoints.load(self.path)
+        if state is None:
+            return History()
+        changed = checkpoints.record_differences(state.get("record"), self.record)
+        if changed:
+            old = checkpoints.set_aside(self.path)
+            print(f"{desc}: {self.path.name} was made by another run ({'; '.join(changed)} changed): "
+                  f"training afresh, the old run kept as {old.name}")
+            return History()
+        history = History(**checkpoints.resume(state, self.path, model=self.model, optimizer=self.optimizer,
+                                               scheduler=self.scheduler, scaler=self.scaler, train=self.train))
+        done = "finished run loaded" if len(history) >= plan.epochs else f"resumed after epoch {len(history)}"
+        print(f"{desc}: {done} from {self.path}")
+        return history
+
+    def after_epoch(self, history: History, last: bool) -> None:
+        if self.path is None or not (last or time.perf_counter() - self.last_save >= self.every):
+            return
+        checkpoints.save(self.path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                         scaler=self.scaler, history=history, train=self.train, record=self.record)
+        self.last_save = time.perf_counter()
 
 
 @dataclass
@@ -327,14 +414,14 @@ class _Step:
             seen += len(y)
             bar.update(1)
             if i % 25 == 0:
-                bar.set_postfix(epoch=label, loss=f"{loss.item():.3f}")
+                bar.set_postfix_str(f"epoch {label}, loss {loss.item():.3f}", refresh=False)
         return torch.stack(losses).float().cpu().tolist(), correct.item() / seen, self.records
 
     def __call__(self, x, y):
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(self.device, self.dtype):
+        with autocast(self.device, self.dtype):
             out = self.model(x)
             loss = self.loss_fn(out.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -350,68 +437,6 @@ class _Step:
         if self.scheduler is not None:
             self.scheduler.step()
         return loss, out, y
-
-
-def _save(path: Path, model, optimizer, scheduler, scaler, history: History, train) -> None:
-    """Write the checkpoint next to its final name, then rename: never half a file."""
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict(),
-        "history": {"epochs": history.epochs, "steps": history.steps, "step_records": history.step_records},
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "loader": _loader_generator(train).get_state() if _loader_generator(train) else None,
-        },
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _loader_generator(loader) -> torch.Generator | None:
-    gen = getattr(loader, "generator", None)
-    return gen if isinstance(gen, torch.Generator) else None
-
-
-def run_path(name: str, run=None) -> Path:
-    """Where a notebook experiment keeps its checkpoint (per profile, in the course cache).
-
-    Pass it as ``fit(..., checkpoint=au.train.run_path("02_baseline"))``: a restarted
-    kernel then resumes the run, or returns a finished one, instead of retraining.
-    """
-    from .data import cache_dir
-
-    return cache_dir() / "runs" / (run or active_profile()).name / f"{name}.pt"
-
-
-def _resume(path: Path, model, optimizer, scheduler, scaler, train) -> History:
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a save cut short by a dead kernel
-        stale.unlink(missing_ok=True)
-    if not path.exists():
-        return History()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-    except Exception as err:  # a truncated file or a checkpoint of another model
-        raise RuntimeError(
-            f"cannot resume from checkpoint {path}: {err}. It is damaged or belongs to a different "
-            f"model; delete it to train from scratch") from err
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    gen = _loader_generator(train)
-    if gen is not None and rng["loader"] is not None:
-        gen.set_state(rng["loader"])
-    return History(**state["history"])
 
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine")

@@ -9,12 +9,17 @@ from __future__ import annotations
 __all__ = [
     "show_images", "filter_grid", "feature_maps", "plot_curves", "plot_step_losses", "plot_comparison",
     "plot_final", "bar_chart", "claims_html", "plot_lr_schedules", "lr_schedule_explorer", "feature_browser",
+    "integer_axis", "table_formatters", "Table",
 ]
 
 import math
 from collections.abc import Mapping, Sequence
 
+import pandas as pd
 import torch
+
+from .models import paper_names
+from .train import SCHEDULES, lr_curve
 
 
 def _finish(fig, show: bool):
@@ -25,6 +30,54 @@ def _finish(fig, show: bool):
         plt.show()
         return None
     return fig
+
+
+def integer_axis(ax, axis: str = "x"):
+    """Whole-number ticks on a count axis (epochs, steps, filters): no tick at epoch 1.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    for name in axis:
+        getattr(ax, f"{name}axis").set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
+def table_formatters(columns) -> dict:
+    """How the course prints a table's numbers, by column name: accuracies to 3 places, seconds to 1.
+
+    A missing value (one seed has no spread, a target never reached) prints as a dash.
+    """
+    def fmt(spec):
+        return lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+    out = {}
+    for col in columns:
+        name = str(col)
+        if name.endswith(("_s", "seconds", "seconds_to_target", "time")) or "seconds" in name:
+            out[col] = fmt(".1f")
+        elif "epoch" in name or "step" in name:
+            out[col] = fmt(".3g")
+        elif any(k in name for k in ("acc", "loss", "gap", "vs_", "sd", "error")):
+            out[col] = fmt(".3f")
+        else:
+            out[col] = fmt(".4g")
+    return out
+
+
+class Table(pd.DataFrame):
+    """A DataFrame that shows itself with the course's number formats (``table_formatters``)."""
+
+    @property
+    def _constructor(self):
+        return Table
+
+    def _formatters(self):
+        return table_formatters(self.select_dtypes("number").columns)
+
+    def _repr_html_(self) -> str:
+        return self.to_html(formatters=self._formatters(), na_rep="—")
+
+    def __repr__(self) -> str:
+        return self.to_string(formatters=self._formatters(), na_rep="—")
 
 
 def _grid(n: int, ncols: int | None):
@@ -138,6 +191,7 @@ def plot_curves(histories, metrics: Sequence[str] = ("loss", "acc"), title: str 
                 ax.plot(epochs, hist[f"val_{metric}"], "-o", color=color, ms=3, label=f"{prefix}validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(labels.get(metric, metric))
+        integer_axis(ax)
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title or "training curves")
@@ -172,7 +226,8 @@ def bar_chart(values: Mapping[str, float], title: str, ylabel: str, log: bool = 
     return _finish(fig, show)
 
 
-VERDICT_COLOURS = {"agrees": "#1a7f37", "disagrees": "#cf222e", "not measurable in this profile": "#6e7781"}
+VERDICT_COLOURS = {"agrees": "#1a7f37", "disagrees": "#cf222e", "not measurable in this profile": "#6e7781",
+                   "not distinguishable from noise": "#9a6700"}
 
 
 def claims_html(frame) -> str:
@@ -267,6 +322,7 @@ def plot_step_losses(losses: Mapping[str, Sequence[float]] | Sequence[float], ti
             ax.plot(steps, values, color=f"C{i}", lw=1.8, label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel("cross-entropy loss")
+    integer_axis(ax)
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
@@ -284,14 +340,13 @@ def plot_lr_schedules(names: Sequence[str] | None = None, lr: float = 0.1, total
     """
     import matplotlib.pyplot as plt
 
-    from .train import SCHEDULES, lr_curve
-
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name in names or SCHEDULES:
         warm = warmup_steps if names or name == "warmup_cosine" else 0
         ax.plot(lr_curve(name, lr, total_steps, warmup_steps=warm), label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel("learning rate")
+    integer_axis(ax)
     ax.set_title(f"learning-rate schedules over {total_steps} steps")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -314,8 +369,6 @@ def lr_schedule_explorer(total_steps: int = 1000):
     """Controls for schedule, starting rate and warm-up; the curve redraws as they move."""
     import ipywidgets as w
 
-    from .train import SCHEDULES
-
     name = w.Dropdown(options=SCHEDULES, value="warmup_cosine", description="schedule")
     lr = w.FloatLogSlider(value=0.1, base=10, min=-4, max=0, step=0.1, description="start lr")
     warmup = w.IntSlider(value=total_steps // 20, min=0, max=total_steps // 2, description="warm-up")
@@ -335,15 +388,15 @@ def feature_browser(model: torch.nn.Module, data, n: int = 16):
     """Pick an image of ``data`` (an ImageSet) and a conv layer; see that layer's first ``n`` feature maps."""
     import ipywidgets as w
 
-    from .models import paper_names
-
     modules = dict(model.named_modules())
     convs = {short: modules[full] for full, short in paper_names(model).items() if short.startswith("conv")}
     if not convs:
         raise ValueError("the model has no Conv2d layers to browse")
     layer = w.Dropdown(options=list(convs), description="layer")
     index = w.IntSlider(value=0, min=0, max=len(data) - 1, description="image")
-    image, maps = w.Image(format="png"), w.Image(format="png")
+    # width set, height free: a widget Image stretched to its box turns a photo into a sliver
+    image = w.Image(format="png", layout=w.Layout(width="240px", height="auto", object_fit="contain"))
+    maps = w.Image(format="png", layout=w.Layout(width="auto", height="auto", object_fit="contain"))
     device = next(model.parameters()).device
 
     def activation(i: int, name: str) -> torch.Tensor:

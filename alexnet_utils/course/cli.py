@@ -15,11 +15,12 @@ def doctor(args) -> int:
     import torchvision
 
     from .. import data, profiles
-    from ..train import _cpu_has_bf16
+    from ..runtime import cpu_has_bf16, thread_policy
 
     print(f"python        {platform.python_version()} ({sys.executable})")
     print(f"torch         {torch.__version__}   torchvision {torchvision.__version__}")
-    print(f"CPU threads   {torch.get_num_threads()}   bf16 autocast on CPU: {'yes' if _cpu_has_bf16() else 'no'}")
+    threads, why = thread_policy()
+    print(f"CPU threads   {threads} ({why})   bf16 autocast on CPU: {'yes' if cpu_has_bf16() else 'no'}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)

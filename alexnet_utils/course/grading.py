@@ -198,33 +198,17 @@ def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
                 flags.append(f"files of student {other} changed while grading {student}")
             snapshot = after
             flags_of[name, student] = flags
-    scores = {(s.assignment, s.student): s for s in course_mod.read_scores(course)}
-    manual = manual_work(course)
+    scores = {(s.assignment, s.student): s for s in course_mod.read_scores(course)}  # one read of the gradebook
     outcomes = []
     for key, flags in flags_of.items():
         score = scores.get(key)
         outcome = Outcome(*key, score.score if score else None, score.max_score if score else None, flags)
         if score:
             outcome.written_score, outcome.written_max = score.written_score, score.written_max
-            outcome.to_grade = manual.get(key, [])
+            outcome.to_grade = score.to_grade
         outcomes.append(outcome)
     _write_report(course, outcomes)
     return outcomes
-
-
-def manual_work(course: Path) -> dict[tuple[str, str], list[dict]]:
-    """(assignment, student) -> the answers waiting for a grade by hand: notebook, cell, kind, points."""
-    from nbgrader.api import Gradebook
-
-    work = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for assignment in gb.assignments:
-            for sub in assignment.submissions:
-                work[assignment.name, sub.student.id] = [
-                    {"notebook": nb.name, "cell": grade.name, "points": grade.max_score,
-                     "kind": "written answer" if grade.cell_type == "markdown" else "code"}
-                    for nb in sub.notebooks for grade in nb.grades if grade.needs_manual_grade]
-    return work
 
 
 def _write_report(course: Path, outcomes: list[Outcome]) -> None:

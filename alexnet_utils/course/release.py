@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -128,6 +128,7 @@ class Score:
     written_max: float
     needs_manual_grade: bool
     written_score: float = 0.0
+    to_grade: list = field(default_factory=list)  # the answers waiting for a grade by hand
 
 
 def _strip_outputs(src: Path, dst: Path) -> None:
@@ -140,15 +141,18 @@ def _strip_outputs(src: Path, dst: Path) -> None:
 
 
 def read_scores(course: Path) -> list[Score]:
-    """Every (assignment, student) score in the course's gradebook."""
+    """Every (assignment, student) score in the course's gradebook, with what waits for a grade by hand."""
     from nbgrader.api import Gradebook
 
     scores = []
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for assignment in gb.assignments:
             for sub in assignment.submissions:
+                to_grade = [{"notebook": nb.name, "cell": grade.name, "points": grade.max_score,
+                             "kind": "written answer" if grade.cell_type == "markdown" else "code"}
+                            for nb in sub.notebooks for grade in nb.grades if grade.needs_manual_grade]
                 scores.append(Score(assignment.name, sub.student.id, sub.code_score, sub.max_code_score,
-                                    sub.max_written_score, sub.needs_manual_grade, sub.written_score))
+                                    sub.max_written_score, sub.needs_manual_grade, sub.written_score, to_grade))
     return sorted(scores, key=lambda s: (s.assignment, s.student))
 
 

@@ -1,9 +1,12 @@
 """The course's standing benchmark: ``python -m alexnet_utils bench``.
 
 Each figure compares two things measured in the same run on the same
-machine, so the ratios mean something even where the absolute numbers do not
-travel. Targets (for a 2-core CPU) are printed next to the figures; they are
-goals for this benchmark, never assertions in the unit tests.
+machine, in alternating rounds (``measure.interleaved``), so load that hits
+one side hits the other too; a ratio is the median over rounds, printed with
+the rounds' interquartile range, and flagged when the rounds disagree so much
+that the machine's load decided it. Targets (for a 2-core CPU) are printed
+next to the figures; they are goals for this benchmark, never assertions in
+the unit tests.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import torch
 from torch import nn
 
 from .. import data, measure, models
-from ..train import _autocast, autocast_dtype, default_device, fit
+from ..runtime import autocast, autocast_dtype, default_device
+from ..train import fit
 
 TARGETS = {  # key: (comparison, threshold)
     "loader_speedup": (">=", 20.0),
@@ -26,19 +30,14 @@ TARGETS = {  # key: (comparison, threshold)
 }
 
 
-def _epoch_seconds(run_epoch, repeats: int) -> float:
-    """Fastest of ``repeats`` timed epochs after one untimed warm-up epoch."""
-    run_epoch()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run_epoch()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def _ratio(timed: measure.Interleaved, key: str) -> dict:
+    """A ratio's median, its spread over rounds and whether load decided it, under one key."""
+    low, high = timed.spread
+    return {key: timed.ratio, f"{key}_low": low, f"{key}_high": high, f"{key}_busy": timed.busy}
 
 
-def loader_comparison(images: data.ImageSet, batch_size: int, device, repeats: int = 2) -> dict:
-    """(a) DeviceLoader vs DataLoader + PIL with 2 workers, same crop + flip + normalise."""
+def loader_comparison(images: data.ImageSet, batch_size: int, device, rounds: int = 5) -> dict:
+    """(a) DeviceLoader vs DataLoader + PIL with 2 workers, same crop + flip + normalise, interleaved."""
     fast = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
     slow = data.pil_loader(images, batch_size, augment="crop_flip", num_workers=2)
 
@@ -46,14 +45,12 @@ def loader_comparison(images: data.ImageSet, batch_size: int, device, repeats: i
         def run():
             for x, _ in loader:
                 x = x.to(device, non_blocking=True)
-            measure.synchronize(device)
         return run
 
-    fast_s = _epoch_seconds(drain(fast), repeats)
-    slow_s = _epoch_seconds(drain(slow), repeats)
+    timed = measure.interleaved(drain(fast), drain(slow), rounds=rounds, device=device)
     n = len(images)
-    return {"device_loader_img_per_s": n / fast_s, "pil_loader_img_per_s": n / slow_s,
-            "loader_speedup": slow_s / fast_s}
+    return {"device_loader_img_per_s": n / min(timed.a_s), "pil_loader_img_per_s": n / min(timed.b_s),
+            **_ratio(timed, "loader_speedup")}
 
 
 def _seed_style_epoch(model, loader, optimizer, device):
@@ -68,32 +65,35 @@ def _seed_style_epoch(model, loader, optimizer, device):
         optimizer.step()
 
 
-def fit_comparison(images: data.ImageSet, batch_size: int, device, repeats: int = 2) -> dict:
-    """(b) ``fit`` with its defaults vs the seed-style loop, same model and number of batches."""
+def fit_comparison(images: data.ImageSet, batch_size: int, device, rounds: int = 3) -> dict:
+    """(b) ``fit`` with its defaults vs the seed-style loop, same model and batches, epochs interleaved."""
     torch.manual_seed(0)
     seed_model = models.mini_alexnet().to(device)
     seed_opt = torch.optim.SGD(seed_model.parameters(), lr=0.01, momentum=0.9)
     pil = data.pil_loader(images, batch_size, augment="crop_flip", num_workers=2, drop_last=True)
-    seed_s = _epoch_seconds(lambda: _seed_style_epoch(seed_model, pil, seed_opt, device), repeats)
 
     torch.manual_seed(0)
     fast_model = models.mini_alexnet()
     fast_opt = torch.optim.SGD(fast_model.parameters(), lr=0.01, momentum=0.9)
     loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, drop_last=True,
                                channels_last=True)
-    history = fit(fast_model, loader, epochs=1 + repeats, optimizer=fast_opt, device=device, progress=False)
-    fit_s = min(history["time_s"][1:])
+    timed = measure.interleaved(
+        lambda: fit(fast_model, loader, epochs=1, optimizer=fast_opt, device=device, progress=False),
+        lambda: _seed_style_epoch(seed_model, pil, seed_opt, device), rounds=rounds, device=device)
     n = len(loader) * batch_size
-    return {"seed_loop_img_per_s": n / seed_s, "fit_img_per_s": n / fit_s, "fit_speedup": seed_s / fit_s,
-            "fit_precision": str(autocast_dtype("auto", torch.device(device)) or "fp32")}
+    mflops = measure.count_flops(models.mini_alexnet(), (1, 3, 32, 32)) / 1e6
+    return {"seed_loop_img_per_s": n / min(timed.b_s), "fit_img_per_s": n / min(timed.a_s),
+            **_ratio(timed, "fit_speedup"),
+            "fit_precision": str(autocast_dtype("auto", torch.device(device), mflops) or "fp32")}
 
 
-def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 16, repeats: int = 3) -> dict:
-    """(c) ``fit`` vs a bare loop over the very same device tensors, dtype and layout."""
+def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 16, rounds: int = 5) -> dict:
+    """(c) ``fit`` vs a bare loop over the very same device tensors, dtype and layout, interleaved."""
     device = torch.device(device)
     loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
     fixed = [b for _, b in zip(range(batches), loader, strict=False)]
-    dtype = autocast_dtype("auto", device)
+    mflops = measure.count_flops(models.mini_alexnet(), (1, 3, 32, 32)) / 1e6
+    dtype = autocast_dtype("auto", device, mflops)
 
     torch.manual_seed(0)
     bare_model = models.mini_alexnet().to(device).to(memory_format=torch.channels_last)
@@ -102,40 +102,36 @@ def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 
 
     def bare_epoch():
         for x, y in fixed:
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 loss = loss_fn(bare_model(x).float(), y)
             bare_opt.zero_grad(set_to_none=True)
             loss.backward()
             bare_opt.step()
-        measure.synchronize(device)
 
     torch.manual_seed(0)
     fit_model = models.mini_alexnet()
     fit_opt = torch.optim.SGD(fit_model.parameters(), lr=0.01, momentum=0.9)
-    bare_times, fit_times = [], []
-    bare_epoch()  # warm-up
-    fit(fit_model, fixed, epochs=1, optimizer=fit_opt, device=device, progress=False)
-    for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
-        t0 = time.perf_counter()
-        bare_epoch()
-        bare_times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        fit(fit_model, fixed, epochs=1, optimizer=fit_opt, device=device, progress=False)
-        fit_times.append(time.perf_counter() - t0)
-    return {"bare_loop_s": min(bare_times), "fit_s": min(fit_times),
-            "fit_overhead": min(fit_times) / min(bare_times) - 1}
+    timed = measure.interleaved(
+        bare_epoch, lambda: fit(fit_model, fixed, epochs=1, optimizer=fit_opt, device=device, progress=False),
+        rounds=rounds, device=device)
+    ratio = _ratio(timed, "fit_overhead")
+    return {"bare_loop_s": min(timed.a_s), "fit_s": min(timed.b_s),
+            **{k: v - 1 if isinstance(v, float) else v for k, v in ratio.items()}}
 
 
-def model_flop_utilisation(fit_img_per_s: float, batch_size: int, device) -> dict:
-    """(d) training FLOP/s of ``fit`` over a matmul peak measured now, in the same dtype."""
+def model_flop_utilisation(images: data.ImageSet, batch_size: int, device, rounds: int = 7) -> dict:
+    """(d) FLOP/s of fit's training step over a matmul peak, the two timed in alternating rounds."""
     device = torch.device(device)
     model = models.mini_alexnet().to(device)
     flops_per_image = measure.count_flops(model, (batch_size, 3, 32, 32), backward=True) / batch_size
-    dtype = autocast_dtype("auto", device) or torch.float32
-    peak = measure.matmul_peak_flops(device, dtype)
-    achieved = flops_per_image * fit_img_per_s
-    return {"train_flops_per_image": flops_per_image, "matmul_peak_flops": peak,
-            "achieved_flops": achieved, "mfu": achieved / peak, "mfu_dtype": str(dtype)}
+    dtype = autocast_dtype("auto", device, flops_per_image / 3e6) or torch.float32
+    loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
+    x, y = next(iter(loader))
+    model = model.to(memory_format=torch.channels_last)
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    step = measure.train_step_fn(model, x, y, precision)
+    result = measure.utilisation(step, flops_per_image * batch_size, dtype=dtype, rounds=rounds, device=device)
+    return {"train_flops_per_image": flops_per_image, "mfu_dtype": str(dtype), **result}
 
 
 def curriculum_timings() -> dict:
@@ -179,7 +175,7 @@ def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: i
     results.update(loader_comparison(images, batch_size, device))
     results.update(fit_comparison(images, batch_size, device))
     results.update(fit_overhead(images, batch_size, device))
-    results.update(model_flop_utilisation(results["fit_img_per_s"], batch_size, device))
+    results.update(model_flop_utilisation(images, batch_size, device))
     variants = [("fp32", False), ("fp32", True), ("bf16", True)]
     if device.type == "cuda":
         variants.append(("fp16", True))
@@ -190,7 +186,10 @@ def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: i
     ]
     if curriculum:
         results.update(curriculum_timings())
-    results["targets_met"] = {k: _meets(results[k], *TARGETS[k]) for k in TARGETS if k in results}
+    results["targets_met"] = {k: None if results[k] is None else _meets(results[k], *TARGETS[k])
+                              for k in TARGETS if k in results}
+    busy = [k for k in ("loader_speedup", "fit_speedup", "fit_overhead") if results.get(f"{k}_busy")]
+    results["busy"] = bool(busy) or results["mfu"] is None
     return results
 
 
@@ -211,13 +210,20 @@ def _meets(value: float, op: str, threshold: float) -> bool:
     return value >= threshold if op == ">=" else value <= threshold
 
 
+def _spread(r: dict, key: str, fmt) -> str:
+    """A ratio with its interquartile range over rounds, and a warning when load decided it."""
+    text = f"{fmt(r[key])} [{fmt(r[key + '_low'])}, {fmt(r[key + '_high'])}]"
+    return text + (" (busy machine)" if r.get(key + "_busy") else "")
+
+
 def table(r: dict) -> str:
     def row(label, value, key=None):
         target = ""
         if key in TARGETS:
             op, th = TARGETS[key]
-            target = f"target {op} {th:g}  {'met' if r['targets_met'][key] else 'NOT MET'}"
-        return f"{label:<58} {value:>16}  {target}"
+            met = r["targets_met"].get(key)
+            target = f"target {op} {th:g}  {'met' if met else 'NOT MET' if met is not None else 'not measured'}"
+        return f"{label:<58} {value:>26}  {target}"
 
     lines = [f"device: {r['device']} ({r['device_name']}), torch {r['torch']}, "
              f"mini AlexNet, batch {r['batch_size']}, {r['samples']} CIFAR-shaped images",
@@ -225,13 +231,18 @@ def table(r: dict) -> str:
              row("(a) DeviceLoader, crop+flip+normalise, channels_last [img/s]",
                  f"{r['device_loader_img_per_s']:,.0f}"),
              row("    DataLoader + PIL, 2 workers, same augmentation [img/s]", f"{r['pil_loader_img_per_s']:,.0f}"),
-             row("    loader speed-up", f"{r['loader_speedup']:.1f}x", "loader_speedup"),
+             row("    loader speed-up [rounds' IQR]", _spread(r, "loader_speedup", lambda v: f"{v:.1f}x"),
+                 "loader_speedup"),
              row(f"(b) fit defaults ({r['fit_precision']}, channels_last) [img/s]", f"{r['fit_img_per_s']:,.0f}"),
              row("    seed-style loop (PIL DataLoader, fp32, NCHW) [img/s]", f"{r['seed_loop_img_per_s']:,.0f}"),
-             row("    fit speed-up", f"{r['fit_speedup']:.2f}x", "fit_speedup"),
-             row("(c) fit overhead vs a bare loop on the same tensors", f"{r['fit_overhead']:+.1%}", "fit_overhead"),
+             row("    fit speed-up [rounds' IQR]", _spread(r, "fit_speedup", lambda v: f"{v:.2f}x"), "fit_speedup"),
+             row("(c) fit overhead vs a bare loop on the same tensors", _spread(r, "fit_overhead",
+                                                                             lambda v: f"{v:+.1%}"), "fit_overhead"),
              row(f"(d) MFU: {r['achieved_flops'] / 1e9:,.0f} of {r['matmul_peak_flops'] / 1e9:,.0f} GFLOP/s "
-                 f"({r['mfu_dtype'].replace('torch.', '')} matmul peak)", f"{r['mfu']:.0%}", "mfu")]
+                 f"({r['mfu_dtype'].replace('torch.', '')} matmul peak)",
+                 f"{r['mfu']:.0%}" if r["mfu"] is not None else "not measured", "mfu")]
+    if r.get("mfu_note"):
+        lines.append(f"    {r['mfu_note']}")
     if "smoke_all_notebooks_s" in r:
         lines += [row("(e) every notebook, smoke profile [s]", f"{r['smoke_all_notebooks_s']:.0f}",
                       "smoke_all_notebooks_s"),
@@ -242,4 +253,7 @@ def table(r: dict) -> str:
         layout = "channels_last" if t["channels_last"] else "NCHW"
         lines.append(f"{t['precision']:<24} {layout:<14} {t['img_per_s']:>8.0f} {t['step_ms']:>8.1f} "
                      f"{t['peak_mem_mb']:>8.0f}")
+    if r.get("busy"):
+        lines += ["", "The machine was too busy to measure some ratios (flagged above): their rounds disagree by "
+                      f"more than {measure.BUSY_SPREAD:.0%} of the median. Run again on a quiet machine."]
     return "\n".join(lines)

@@ -54,3 +54,14 @@ def one_tower_alexnet():
     """alexnet_2012(two_tower=False), in eval mode. Read-only."""
     torch.manual_seed(0)
     return au.alexnet_2012(two_tower=False).eval()
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    """256 generated 32x32 images: enough for a training loop to learn something in seconds."""
+    return au.data.shapes(256, seed=0)
+
+
+@pytest.fixture(scope="module")
+def val_set():
+    return au.data.shapes(128, seed=1)

@@ -56,3 +56,62 @@ def test_claims_table_shows_and_saves_the_verdicts(cache):
 def test_claims_table_takes_only_claims(cache):
     with pytest.raises(TypeError, match="au.Claim"):
         au.claims_table([("params", 1, 1)])
+
+
+# --- the noise rule lives in Claim, not in each notebook
+from alexnet_utils.claims import NOISE  # noqa: E402
+
+
+def test_one_seed_cannot_agree_or_disagree_and_the_note_says_what_it_would_take():
+    claim = au.Claim("lower lr for fine-tuning helps", "CS231n", (0.0, None), -0.024, seeds=1, note="lr/10 - lr")
+    assert claim.verdict == NOISE
+    assert claim.full_note().startswith("lr/10 - lr; ") and "2+ seeds" in claim.full_note()
+    assert au.Claim("same claim, two seeds", "s", (0.0, None), -0.024, seeds=2, spread=0.005).verdict == DISAGREES
+
+
+@pytest.mark.parametrize("measured, spread, verdict", [
+    (0.62, 0.05, NOISE),       # 0.62 - 0.05 falls below the bound 0.6: one spread flips it
+    (0.62, 0.01, AGREES),
+    (0.58, 0.01, DISAGREES),
+    (0.58, 0.03, NOISE),
+    (0.58, 0.0, DISAGREES),    # no scatter measured: the number decides
+])
+def test_a_difference_inside_the_spread_is_noise(measured, spread, verdict):
+    assert au.Claim("c", "s", (0.6, None), measured, spread=spread, seeds=3).verdict == verdict
+
+
+def test_a_tolerance_claim_respects_the_spread_too():
+    assert au.Claim("c", "s", 10.0, 10.9, tolerance=0.1, spread=0.2).verdict == NOISE
+    assert au.Claim("c", "s", 10.0, 10.5, tolerance=0.1, spread=0.2).verdict == AGREES
+
+
+def test_a_timing_needs_repeats():
+    assert au.Claim("3-5x slower", "seed", (3.0, 5.0), 4.1, repeats=1).verdict == NOISE
+    assert "3+ repeats" in au.Claim("t", "s", (3.0, 5.0), 4.1, repeats=2).full_note()
+    assert au.Claim("3-5x slower", "seed", (3.0, 5.0), 4.1, repeats=5, spread=0.3).verdict == AGREES
+
+
+def test_a_figure_that_misses_the_cause_never_agrees():
+    int8 = au.Claim("INT8 gives faster inference", "seed", (1.0, None), 1.28, repeats=5, spread=0.05,
+                    measures_cause=False, note="weight-only int8 computes in fp32")
+    assert int8.verdict == NOT_MEASURABLE and "does not measure the claimed cause" in int8.full_note()
+    slower = au.Claim("INT8 gives faster inference", "seed", (1.0, None), 0.7, measures_cause=False)
+    assert slower.verdict == DISAGREES
+
+
+def test_noise_is_coloured_and_saved_with_its_reason(cache):
+    au.start("claims_noise_nb")
+    table = au.claims_table([au.Claim("c", "s", (0.0, None), 0.1, seeds=1)])
+    assert table.verdicts == {"c": NOISE}
+    assert table.frame.loc[0, "measured here"] == "0.1"
+    assert "#9a6700" in table._repr_html_()
+    row = json.loads(table.path.read_text())[0]
+    assert row["verdict"] == NOISE and "one seed" in row["why"] and row["seeds"] == 1
+
+
+def test_spread_and_counts_are_checked():
+    with pytest.raises(ValueError, match="spread"):
+        au.Claim("c", "s", 1.0, 1.0, spread=-0.1)
+    with pytest.raises(ValueError, match="seeds"):
+        au.Claim("c", "s", 1.0, 1.0, seeds=0)
+    assert au.Claim("c", "s", 1.0, 1.0, spread=math.nan).spread is None

@@ -118,9 +118,45 @@ def test_plots_draw_one_line_and_one_bar_per_variant(ablation):
 
 
 def test_differences_lists_the_fields_two_configs_disagree_on():
-    a = au.TrainConfig()
+    a = au.TrainConfig(augment="crop_flip")
     changed = au.differences(a, replace(a, lr=0.1, augment="none"))
     assert changed == {"lr": (0.01, 0.1), "augment": ("crop_flip", "none")}
     assert au.differences(TINY, TINY) == {}
     with pytest.raises(TypeError):
         au.differences(a, TINY)
+
+
+# --------------------------------------------------------------------------- chance and paired seeds
+
+def _comparison(finals: dict[str, list[float]], val_size=1000, num_classes=10):
+    seeds = tuple(range(len(next(iter(finals.values())))))
+    result = au.Comparison("c", "shapes", au.TrainConfig(), {v: au.Variant(au.mini_config()) for v in finals}, seeds,
+                           next(iter(finals)), val_size=val_size, num_classes=num_classes)
+    for v, accs in finals.items():
+        for s, acc in zip(seeds, accs, strict=True):
+            result.histories[v, s] = au.History(epochs=[{"epoch": 1, "train_acc": acc, "val_acc": acc, "time_s": 1.0}])
+    return result
+
+
+def test_chance_band_is_three_binomial_standard_errors_on_the_validation_set():
+    result = _comparison({"a": [0.11, 0.12], "b": [0.50, 0.52]}, val_size=900)
+    chance = result.chance()
+    assert chance.level == 0.1 and chance.band == pytest.approx(3 * (0.1 * 0.9 / 900) ** 0.5)
+    assert chance.at_chance == ["a"] and not chance.all and "at chance: a" in str(chance)
+    assert _comparison({"a": [0.1], "b": [0.11]}).chance().all
+
+
+def test_paired_differences_are_seed_by_seed_with_the_sample_spread():
+    result = _comparison({"a": [0.60, 0.70, 0.65], "b": [0.50, 0.62, 0.54]})
+    paired = result.paired("a", "b")
+    assert paired.diffs == pytest.approx([0.10, 0.08, 0.11]) and paired.mean == pytest.approx(29 / 300)
+    assert paired.sd == pytest.approx(0.0152753, rel=1e-4) and paired.distinguishable
+    one = _comparison({"a": [0.6], "b": [0.5]}).paired("a", "b")
+    assert not one.distinguishable and "one seed" in str(one)
+    with pytest.raises(ValueError, match="not one of the variants"):
+        result.paired("a", "c")
+
+
+def test_summary_prints_with_the_course_formats_and_a_dash_for_no_spread():
+    text = repr(_comparison({"a": [0.65375], "b": [0.5]}).summary())
+    assert "0.654" in text and "0.65375" not in text and "—" in text and "NaN" not in text

@@ -140,3 +140,65 @@ def test_layer_table_lists_every_conv_and_fc_layer_by_its_paper_name(paper_alexn
     assert table.loc["conv2", "params"] == 256 * 48 * 25 + 256  # grouped: half the inputs per filter
     assert table.loc["fc6", "flops"] == 2 * 9216 * 4096
     assert table["flops"].sum() == measure.count_flops(paper_alexnet, (1, 3, 224, 224))
+
+
+# --------------------------------------------------------------------------- timing on a shared machine
+
+class FakeClock:
+    """A clock whose seconds the test decides: each call of a timed function advances it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_interleaved_alternates_and_takes_the_median_ratio_so_a_burst_of_load_does_not_decide():
+    clock, calls, load = FakeClock(), [], iter([1.0] * 6 + [20.0] * 2 + [1.0] * 20)
+
+    def work(name, seconds):
+        def run():
+            calls.append(name)
+            clock.now += seconds * next(load)
+        return run
+
+    timed = measure.interleaved(work("a", 1.0), work("b", 2.0), rounds=7, warmup=0, clock=clock)
+    assert calls[:4] == ["a", "b", "b", "a"], "rounds alternate AB, BA so neither side always goes first"
+    assert timed.ratio == pytest.approx(2.0), "the median ignores the round that load hit"
+    assert min(timed.ratios) == pytest.approx(2.0) and not timed.busy
+
+
+def test_interleaved_says_when_the_rounds_disagree_too_much():
+    clock = FakeClock()
+    noise = iter([1, 1, 1, 3, 1, 1, 3, 1, 1, 1, 1, 2, 2, 1])
+
+    def run():
+        clock.now += next(noise)
+
+    timed = measure.interleaved(run, run, rounds=7, warmup=0, clock=clock)
+    assert timed.busy and "too busy" in timed.describe()
+
+
+def test_utilisation_never_reports_more_than_the_yardstick():
+    clock = FakeClock()
+
+    def step():  # 1e9 FLOPs in 1 s: 1 GFLOP/s
+        clock.now += 1.0
+
+    def slow_matmul():  # the yardstick slowed by load: 2*64^3 FLOPs in 1 s
+        clock.now += 1.0
+
+    busy = measure.utilisation(step, 1e9, n=64, rounds=3, clock=clock, matmul=slow_matmul)
+    assert busy["mfu"] is None and "impossible" in busy["mfu_note"]
+
+    def fast_matmul():  # 2*64^3 FLOPs in 1e-4 s: 5.2 GFLOP/s
+        clock.now += 1e-4
+
+    quiet = measure.utilisation(step, 1e9, n=64, rounds=3, clock=clock, matmul=fast_matmul)
+    assert quiet["mfu"] == pytest.approx(1e9 / (2 * 64**3 / 1e-4)) and quiet["mfu_note"] == ""
+
+
+def test_time_call_synchronises_and_averages_over_calls():
+    calls = []
+    assert measure.time_call(lambda: calls.append(1), number=5) > 0 and len(calls) == 5

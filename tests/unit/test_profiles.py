@@ -93,3 +93,7 @@ def test_limit_caps_each_split_at_the_profile_size():
 def test_limit_of_full_profile_keeps_everything():
     assert au.run_profile("full").limit(50_000, "train") == 50_000
     assert au.run_profile("full").limit(10_000, "test") == 10_000
+
+
+def test_pick_sizes_a_notebook_experiment_by_profile():
+    assert [au.run_profile(n).pick(smoke=2, quick=5, full=30) for n in ("smoke", "quick", "full")] == [2, 5, 30]

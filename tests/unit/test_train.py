@@ -8,21 +8,10 @@ import torch
 from torch import nn
 
 import alexnet_utils as au
-from alexnet_utils import data
-from alexnet_utils import train as train_mod
+from alexnet_utils import checkpoints, data
 from alexnet_utils.train import History
 
 COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"]
-
-
-@pytest.fixture(scope="module")
-def train_set():
-    return data.shapes(256, seed=0)
-
-
-@pytest.fixture(scope="module")
-def val_set():
-    return data.shapes(128, seed=1)
 
 
 def setup(train_set, val_set, seed=0, lr=0.05, batch_size=64):
@@ -260,8 +249,9 @@ def test_checkpoint_leaves_no_temporary_files(resumed_runs):
 def test_checkpoints_are_written_at_the_end_and_then_at_most_every_so_many_seconds(
         every, saved_after, tmp_path, train_set, val_set, monkeypatch):
     saves = []
-    real_save = train_mod._save
-    monkeypatch.setattr(train_mod, "_save", lambda path, *a: saves.append(len(a[-2])) or real_save(path, *a))
+    real_save = checkpoints.save
+    monkeypatch.setattr(checkpoints, "save",
+                        lambda path, **kw: saves.append(len(kw["history"])) or real_save(path, **kw))
     model, train, val, optimizer = setup(train_set, val_set)
     au.fit(model, train, val, optimizer=optimizer, epochs=3, device="cpu", precision="fp32", progress=False,
            checkpoint=tmp_path / "run.pt", checkpoint_every=every)
@@ -288,14 +278,16 @@ def test_junk_checkpoint_raises_runtime_error_saying_to_delete_it(tmp_path, trai
         run(*setup(train_set, val_set), 1, checkpoint=path)
 
 
-def test_checkpoint_of_another_model_raises_runtime_error(tmp_path, train_set, val_set):
+def test_checkpoint_of_another_model_trains_afresh_and_keeps_the_old_one(tmp_path, train_set, val_set, capsys):
     path = tmp_path / "other.pt"
     model, train, val, optimizer = setup(train_set, val_set)
     run(model, train, val, optimizer, 1, checkpoint=path)
     torch.manual_seed(0)
     wider = au.mini_alexnet(width=0.5)
-    with pytest.raises(RuntimeError, match="delete it"):
-        run(wider, train, val, torch.optim.SGD(wider.parameters(), lr=0.01), 2, checkpoint=path)
+    capsys.readouterr()
+    history = run(wider, train, val, torch.optim.SGD(wider.parameters(), lr=0.01), 2, checkpoint=path)
+    assert len(history) == 2 and "the model's layers" in capsys.readouterr().out
+    assert (tmp_path / "other.previous.pt").exists() and path.exists()
 
 
 # --------------------------------------------------------------------------- precision

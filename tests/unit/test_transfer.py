@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import alexnet_utils as au
-from alexnet_utils import models
+from alexnet_utils import models, weights
 
 
 def tiny_set(counts=(3, 5, 4), size=4):
@@ -117,12 +117,12 @@ def stand_in_cache(tmp_path_factory):
 
 def test_transfer_stand_in_learns_is_cached_and_leaves_the_random_state_alone(stand_in_cache, monkeypatch, capsys):
     monkeypatch.setenv("ALEXNET_DATA", str(stand_in_cache))
-    models._stand_in_cache.clear()
+    weights._stand_in_cache.clear()
     threads = torch.get_num_threads()
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    model = models.transfer_stand_in(progress=False)
+    model = weights.transfer_stand_in(progress=False)
     assert torch.equal(torch.rand(3), expected_next), "pretraining must not move the caller's random state"
     assert torch.get_num_threads() == threads
     out = capsys.readouterr().out
@@ -132,12 +132,12 @@ def test_transfer_stand_in_learns_is_cached_and_leaves_the_random_state_alone(st
     new_images = au.data.shapes(1000, seed=5).select_classes(range(5))
     acc = au.evaluate(model, au.DeviceLoader(new_images, 256, shuffle=False))["acc"]
     assert acc > 0.5, f"the stand-in should have learned its five shapes (chance is 20%); it gets {acc:.0%}"
-    again = models.transfer_stand_in(progress=False)
+    again = weights.transfer_stand_in(progress=False)
     assert capsys.readouterr().out == "", "a second call in the same process is silent"
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values(),
                                                   strict=True))
-    models._stand_in_cache.clear()  # as after a kernel restart: reloaded from the run cache, not retrained
-    reloaded = models.transfer_stand_in(progress=False)
+    weights._stand_in_cache.clear()  # as after a kernel restart: reloaded from the run cache, not retrained
+    reloaded = weights.transfer_stand_in(progress=False)
     assert "finished run loaded" in capsys.readouterr().out
     assert torch.equal(reloaded.features[0].weight, model.features[0].weight)
 
