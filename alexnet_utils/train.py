@@ -236,7 +236,8 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
             gradient clipping and label smoothing. Give either ``config`` or ``optimizer``:
             ``fit`` has no optimizer of its own that a result could silently depend on.
         optimizer, scheduler: your own, instead of ``config``; the scheduler steps once
-            per epoch, or per step with ``scheduler_interval="step"``.
+            per epoch, or per step with ``scheduler_interval="step"``; a ``ReduceLROnPlateau``
+            steps per epoch on the validation loss.
         epochs: overrides ``config.epochs``; by default the run profile's.
         checkpoint: a path (``au.run_path(...)``); saved atomically after the last epoch and
             after any epoch that ends ``checkpoint_every`` seconds or more after the previous
@@ -282,7 +283,7 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
         for epoch in range(len(history), plan.epochs):
             row, losses, records = _train_epoch(step, train, val, epoch, plan, bar, device)
             if scheduler is not None and plan.interval == "epoch":
-                scheduler.step()
+                _step_per_epoch(scheduler, row)
             history.epochs.append(row)
             history.steps.extend(losses)
             history.step_records.extend(records)
@@ -291,6 +292,15 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
     finally:
         bar.close()
     return history
+
+
+def _step_per_epoch(scheduler, row: dict) -> None:
+    """Step an epoch scheduler; ``ReduceLROnPlateau`` (the 2012 rule: divide when validation stalls) reads the
+    epoch's validation loss (the training loss without a validation set)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(row.get("val_loss", row["train_loss"]))
+    else:
+        scheduler.step()
 
 
 def _short_postfix(row: dict) -> str:
@@ -465,7 +475,8 @@ def schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, *, w
     if name == "constant":
         main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
     elif name == "step":
-        main = sched.StepLR(optimizer, step_size=step_size or max(1, steps // 3), gamma=gamma)
+        # ceil: two drops, after a third and two thirds (steps // 3 put a third drop at the very end)
+        main = sched.StepLR(optimizer, step_size=step_size or max(1, math.ceil(steps / 3)), gamma=gamma)
     elif name == "exponential":
         main = sched.ExponentialLR(optimizer, gamma=final_fraction ** (1 / steps))
     else:

@@ -383,3 +383,17 @@ def test_sized_fills_budget_from_the_profile():
     sized = au.TrainConfig().sized()
     assert (sized.epochs, sized.batch_size) == (au.run_profile().epochs, au.run_profile().batch_size)
     assert au.TrainConfig(epochs=7).sized().epochs == 7
+
+
+def test_step_schedule_divides_twice_after_each_third():
+    rates = au.train.lr_curve("step", 1.0, 128)
+    drops = [i for i in range(1, 128) if rates[i] < rates[i - 1]]
+    assert drops == [43, 86], f"two drops, after a third and two thirds of 128 steps; got {drops}"
+
+
+def test_plateau_scheduler_reads_the_validation_loss_each_epoch(train_set, val_set):
+    model, train, val, optimizer = setup(train_set, val_set, lr=0.05)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=0, threshold=10.0)
+    history = run(model, train, val, optimizer, 3, scheduler=plateau)
+    assert history["lr"] == pytest.approx([0.05, 0.005, 0.0005]), \
+        "a loss that never improves by the (huge) threshold divides the rate after every epoch"
