@@ -25,3 +25,20 @@ def test_bench_cli_writes_every_figure_to_json(tmp_path):
     assert results["device_loader_img_per_s"] > 0 and results["pil_loader_img_per_s"] > 0
     assert set(results["targets_met"]) == {"loader_speedup", "fit_speedup", "fit_overhead", "mfu"}
     assert "loader speed-up" in proc.stdout and "MFU" in proc.stdout
+
+
+def test_a_benchmark_started_on_a_busy_machine_says_so_and_judges_no_target(monkeypatch):
+    from alexnet_utils.course import report
+
+    figures = {"loader_speedup": 25.0, "fit_speedup": 3.0, "fit_overhead": 0.01, "mfu": 0.8}
+    parts = ("loader_comparison", "fit_comparison", "fit_overhead", "model_flop_utilisation")
+    for part, key in zip(parts, figures, strict=True):
+        monkeypatch.setattr(report, part, lambda *a, key=key, **k: {key: figures[key]})
+    monkeypatch.setattr(report.measure, "training_throughput", lambda *a, **k: {})
+    monkeypatch.setattr(report.os, "getloadavg", lambda: (3.2, 3.0, 2.5))
+    results = report.run(samples=64)
+    assert results["busy_before"] and results["busy"] and results["load_before"] == 3.2
+    assert set(results["targets_met"].values()) == {None}, "no target is judged on a busy machine"
+    monkeypatch.setattr(report.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    quiet = report.run(samples=64)
+    assert quiet["targets_met"] == {"loader_speedup": True, "fit_speedup": True, "fit_overhead": True, "mfu": True}
