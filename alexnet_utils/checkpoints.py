@@ -33,8 +33,8 @@ _RTOL, _ATOL = 1e-3, 1e-6  # thread counts change summation order: compare behav
 def probe_batch(train, val) -> tuple[torch.Tensor, torch.Tensor]:
     """The first images of the validation loader (fixed order), else of the training one, RNG untouched."""
     loader = val if val is not None else train
-    gen = getattr(loader, "generator", None)
-    state = gen.get_state() if isinstance(gen, torch.Generator) else None
+    gen = _loader_generator(loader)
+    state = gen.get_state() if gen is not None else None
     with torch.random.fork_rng(devices=[]):
         x, y = next(iter(loader))
     if state is not None:
@@ -105,14 +105,15 @@ def code_key(fn) -> str:
         return getattr(fn, "__qualname__", repr(fn))
 
 
-def run_record(model, train, val, *, recipe: str, precision: str, loss_fn, optimizer, scheduler,
-               interval: str, extra: str = "") -> dict:
+def run_record(model, train, val, probe: tuple[torch.Tensor, torch.Tensor], *, recipe: str, precision: str, loss_fn,
+               optimizer, scheduler, interval: str, extra: str = "") -> dict:
     """Everything that determines a run, to store in its checkpoint and compare on resume.
 
     Not the number of epochs: a finished run asked for more epochs resumes where it ended
     (a schedule whose shape depends on the length changes the scheduler's settings instead).
+    ``probe``: ``probe_batch(train, val)``, drawn once by the caller.
     """
-    x, y = probe_batch(train, val)
+    x, y = probe
     return {
         "version": RECORD_VERSION,
         "recipe": f"{recipe}\noptimizer: {_settings(optimizer)}\nscheduler: {_settings(scheduler)} per {interval}"

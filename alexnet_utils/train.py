@@ -266,11 +266,13 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
         torch.manual_seed(config.seed)
         optimizer = config.make_optimizer(model)
         scheduler = config.make_scheduler(optimizer, len(train), plan.epochs)
-    dtype = autocast_dtype(plan.precision, device, mflops=_forward_mflops(model, train, val)
-                           if plan.precision == "auto" and device.type == "cpu" else None)
+    precision_by_size = plan.precision == "auto" and device.type == "cpu"
+    probe = checkpoints.probe_batch(train, val) if precision_by_size or checkpoint is not None else None
+    dtype = autocast_dtype(plan.precision, device,
+                           mflops=_forward_mflops(model, probe[0].shape[1:]) if precision_by_size else None)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = _Run(model, optimizer, scheduler, scaler, train, checkpoint and Path(checkpoint), checkpoint_every)
-    history = run.start(val, plan, desc, extra=f"\nstep_metrics: {checkpoints.code_key(step_metrics)}\n"
+    history = run.start(val, probe, plan, desc, extra=f"\nstep_metrics: {checkpoints.code_key(step_metrics)}\n"
                                               f"grad_clip: {plan.grad_clip}\nchannels_last: {channels_last}")
     step = _Step(torch.compile(model) if compile else model, optimizer,
                  scheduler if plan.interval == "step" else None, scaler, plan.loss_fn, device, dtype,
@@ -335,18 +337,17 @@ def _train_epoch(step, train, val, epoch: int, plan: _Plan, bar, device) -> tupl
 _MFLOPS: dict[tuple, float | None] = {}
 
 
-def _forward_mflops(model: nn.Module, train, val) -> float | None:
-    """Forward MFLOPs per image of ``model`` on the loaders' images (for the CPU precision choice).
+def _forward_mflops(model: nn.Module, image_shape) -> float | None:
+    """Forward MFLOPs per image of ``model`` on images of ``image_shape`` (for the CPU precision choice).
 
     Counted once per architecture and image shape in a process.
     """
-    x, _ = checkpoints.probe_batch(train, val)
-    key = (type(model).__qualname__, repr(model), tuple(x.shape[1:]))
+    key = (type(model).__qualname__, repr(model), tuple(image_shape))
     if key not in _MFLOPS:
         try:
             twin = copy.deepcopy(model).eval()
             with torch.no_grad():
-                _MFLOPS[key] = count_flops(twin, (1, *x.shape[1:])) / 1e6
+                _MFLOPS[key] = count_flops(twin, (1, *image_shape)) / 1e6
         except Exception:  # a model the counter cannot run on random input: no opinion
             _MFLOPS[key] = None
     return _MFLOPS[key]
@@ -366,11 +367,11 @@ class _Run:
     record: dict | None = None
     last_save: float = 0.0
 
-    def start(self, val, plan: _Plan, desc: str, extra: str) -> History:
+    def start(self, val, probe, plan: _Plan, desc: str, extra: str) -> History:
         self.last_save = time.perf_counter()
         if self.path is None:
             return History()
-        self.record = checkpoints.run_record(self.model, self.train, val, recipe=plan.recipe,
+        self.record = checkpoints.run_record(self.model, self.train, val, probe, recipe=plan.recipe,
                                              precision=plan.precision, loss_fn=plan.loss_fn,
                                              optimizer=self.optimizer, scheduler=self.scheduler,
                                              interval=plan.interval, extra=extra)

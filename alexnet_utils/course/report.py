@@ -31,6 +31,12 @@ TARGETS = {  # key: (comparison, threshold)
 }
 
 
+def _auto_dtype(device) -> torch.dtype | None:
+    """What fit's precision="auto" picks for the benchmark's mini AlexNet on 32x32 images on ``device``."""
+    mflops = measure.count_flops(models.mini_alexnet(), (1, 3, 32, 32)) / 1e6
+    return autocast_dtype("auto", torch.device(device), mflops)
+
+
 def _ratio(timed: measure.Interleaved, key: str) -> dict:
     """A ratio's median, its spread over rounds and whether load decided it, under one key."""
     low, high = timed.spread
@@ -82,10 +88,8 @@ def fit_comparison(images: data.ImageSet, batch_size: int, device, rounds: int =
         lambda: fit(fast_model, loader, epochs=1, optimizer=fast_opt, device=device, progress=False),
         lambda: _seed_style_epoch(seed_model, pil, seed_opt, device), rounds=rounds, device=device)
     n = len(loader) * batch_size
-    mflops = measure.count_flops(models.mini_alexnet(), (1, 3, 32, 32)) / 1e6
     return {"seed_loop_img_per_s": n / min(timed.b_s), "fit_img_per_s": n / min(timed.a_s),
-            **_ratio(timed, "fit_speedup"),
-            "fit_precision": str(autocast_dtype("auto", torch.device(device), mflops) or "fp32")}
+            **_ratio(timed, "fit_speedup"), "fit_precision": str(_auto_dtype(device) or "fp32")}
 
 
 def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 16, rounds: int = 5) -> dict:
@@ -93,8 +97,7 @@ def fit_overhead(images: data.ImageSet, batch_size: int, device, batches: int = 
     device = torch.device(device)
     loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
     fixed = [b for _, b in zip(range(batches), loader, strict=False)]
-    mflops = measure.count_flops(models.mini_alexnet(), (1, 3, 32, 32)) / 1e6
-    dtype = autocast_dtype("auto", device, mflops)
+    dtype = _auto_dtype(device)
 
     torch.manual_seed(0)
     bare_model = models.mini_alexnet().to(device).to(memory_format=torch.channels_last)
@@ -125,7 +128,7 @@ def model_flop_utilisation(images: data.ImageSet, batch_size: int, device, round
     device = torch.device(device)
     model = models.mini_alexnet().to(device)
     flops_per_image = measure.count_flops(model, (batch_size, 3, 32, 32), backward=True) / batch_size
-    dtype = autocast_dtype("auto", device, flops_per_image / 3e6) or torch.float32
+    dtype = _auto_dtype(device) or torch.float32
     loader = data.DeviceLoader(images, batch_size, augment="crop_flip", device=device, channels_last=True)
     x, y = next(iter(loader))
     model = model.to(memory_format=torch.channels_last)
