@@ -10,7 +10,7 @@ and the result is a tidy table with one row per variant, seed and epoch.
 from __future__ import annotations
 
 __all__ = [
-    "BUDGET", "Variant", "Comparison", "Chance", "Paired", "compare", "differences",
+    "BUDGET", "Variant", "Comparison", "Chance", "Paired", "chance_band", "compare", "differences",
 ]
 
 import hashlib
@@ -153,7 +153,7 @@ class Comparison:
             level = 1 / self.num_classes
         if not self.val_size:
             raise ValueError("this comparison does not know its validation set's size")
-        band = 3 * math.sqrt(level * (1 - level) / self.val_size)
+        band = chance_band(level, self.val_size)
         means = {v: _mean(vals) for v, vals in self.final(column).items()}
         return Chance(level, band, self.val_size, [v for v, m in means.items() if abs(m - level) <= band],
                       list(self.variants))
@@ -177,6 +177,17 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
+
+
+def chance_band(level: float, n: int) -> float:
+    """How far pure guessing strays from ``level`` on ``n`` images: three binomial standard errors.
+
+    The course's one rule for "at chance" (``Comparison.chance`` and notebooks that train outside
+    ``compare`` use it alike).
+    """
+    if not 0 < level < 1 or n < 1:
+        raise ValueError(f"need 0 < level < 1 and n >= 1; got level={level}, n={n}")
+    return 3 * math.sqrt(level * (1 - level) / n)
 
 
 @dataclass(frozen=True)

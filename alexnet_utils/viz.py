@@ -254,7 +254,6 @@ def plot_comparison(frame, metrics: Sequence[str] = ("train_loss", "val_acc"), t
     """One panel per metric, one line per variant over epochs: mean over seeds, band = their spread."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    from matplotlib.ticker import MaxNLocator
 
     if frame.empty:
         raise ValueError("nothing to plot: the comparison has no finished epochs")
@@ -268,7 +267,7 @@ def plot_comparison(frame, metrics: Sequence[str] = ("train_loss", "val_acc"), t
         if len(epochs) <= 12:
             ax.set_xticks(epochs)
         else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            integer_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title=None)
     seeds = frame["seed"].nunique()

@@ -160,3 +160,10 @@ def test_paired_differences_are_seed_by_seed_with_the_sample_spread():
 def test_summary_prints_with_the_course_formats_and_a_dash_for_no_spread():
     text = repr(_comparison({"a": [0.65375], "b": [0.5]}).summary())
     assert "0.654" in text and "0.65375" not in text and "—" in text and "NaN" not in text
+
+
+def test_chance_band_is_one_rule_for_compare_and_for_notebooks():
+    assert au.experiment.chance_band(0.1, 900) == pytest.approx(0.03)
+    assert _comparison({"a": [0.2]}, val_size=900).chance().band == au.experiment.chance_band(0.1, 900)
+    with pytest.raises(ValueError, match="level"):
+        au.experiment.chance_band(1.0, 10)
