@@ -35,8 +35,16 @@ lab: $(STAMP)
 	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null
 	$(BIN)/jupyter lab $(LAB_FLAGS)
 
+# Two workers: most tests wait on a kernel or a subprocess, so both cores stay busy
+# (tests/conftest.py schedules the tests by group so that nothing expensive runs twice).
+TEST_WORKERS ?= 2
+
+# Groups run in the order collected: the instructor's day and the notebooks first, the small
+# modules last to even out the tail. The JUnit report feeds README's cost table (tests/ci_cost.py).
 test: $(STAMP)
-	$(PY) -m pytest --durations=60
+	$(PY) -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder --durations=40 \
+	  --junitxml=test-artifacts/junit.xml
+	$(PY) -m tests.ci_cost test-artifacts/junit.xml
 
 # The developer's loop (under 2 minutes): unit tests, then notebook 01's nbgrader round trip.
 check: $(STAMP)

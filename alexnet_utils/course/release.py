@@ -161,7 +161,8 @@ def grade_references(course: Path | None = None, names: list[str] | None = None,
     """Autograde the instructor's solutions ("reference") and the untouched release ("blank").
 
     The reference must earn every automatic point, the blank none; with
-    ``write`` the autograded notebooks and feedback land in autograded/.
+    ``write`` the autograded notebooks and their feedback land in autograded/
+    (without, no feedback is generated).
     """
     course = Path(course or repo_root())
     names = resolve_assignments(course, names)
@@ -169,7 +170,8 @@ def grade_references(course: Path | None = None, names: list[str] | None = None,
         _hand_in(scratch, names, {REFERENCE: "source", BLANK: "release"})
         for name in names:
             run_nbgrader(["autograde", name, "--force", EVERY_STUDENT], scratch)
-            run_nbgrader(["generate_feedback", name, "--force", EVERY_STUDENT], scratch)
+            if write:  # feedback is only kept in autograded/
+                run_nbgrader(["generate_feedback", name, "--force", EVERY_STUDENT], scratch)
         scores = [s for s in read_scores(scratch) if s.assignment in names]
         if write:
             _write_autograded(course, scratch, names, scores)

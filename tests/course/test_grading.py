@@ -15,7 +15,7 @@ NAMES = assignments()
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_reference_solution_earns_every_automatic_point(scores, name):
-    (ref,) = [s for s in scores if s.assignment == name and s.student == course.REFERENCE]
+    (ref,) = [s for s in scores(name) if s.student == course.REFERENCE]
     assert ref.max_score > 0
     assert ref.score == ref.max_score, f"{name}: the instructor's solution scores {ref.score}/{ref.max_score}"
 
@@ -23,7 +23,7 @@ def test_reference_solution_earns_every_automatic_point(scores, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_untouched_release_scores_zero_without_crashing(scores, name):
-    (blank,) = [s for s in scores if s.assignment == name and s.student == course.BLANK]
+    (blank,) = [s for s in scores(name) if s.student == course.BLANK]
     assert blank.max_score > 0
     assert blank.score == 0, f"{name}: an untouched release earns {blank.score} points"
 
@@ -37,8 +37,9 @@ def test_nbgrader_validate_fails_the_untouched_release(nb_path, fresh):
     (same tests, same smoke profile); running `nbgrader validate` on the source too would
     execute the whole notebook once more for nothing new.
     """
-    release = fresh / "release" / nb_path.parent.name / nb_path.name
-    out = course.run_nbgrader(["validate", "--invert", str(release)], fresh)
+    name = nb_path.parent.name
+    release = fresh(name) / "release" / name / nb_path.name
+    out = course.run_nbgrader(["validate", "--invert", str(release)], fresh(name))
     assert "Success! The notebook does not pass any tests." in out, out[-2000:]
 
 

@@ -52,6 +52,27 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_ci_runs_each_notebooks_tests_on_one_worker():
+    """What `make test` hands each xdist worker: a notebook's tests, the instructor's day, or a module."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    from ..conftest import xdist_group as scope
+
+    assert callable(LoadScopeScheduling._split_scope), "xdist's scheduler no longer asks for a test's scope"
+    same = ["tests/browser/test_jupyterlab.py::test_release_notebook_runs_in_jupyterlab[05_modern]",
+            "tests/course/test_grading.py::test_reference_solution_earns_every_automatic_point[05_modern]",
+            "tests/course/test_wrong_answers.py::test_each_mistake_loses_points_exactly_where_its_skill_is_tested"
+            "[05_modern]",
+            "tests/course/test_selfstudy_runs.py::test_folded_solutions_pass_every_check[05_modern]"]
+    assert {scope(n) for n in same} == {"05_modern"}
+    assert scope("tests/course/test_wrong_answers.py::test_nbgrader_grades_the_mistakes_as_the_replay_does"
+                 "[01_build_alexnet]") == "01_build_alexnet"
+    assert scope("tests/browser/test_instructor_day.py::test_the_instructors_day_in_the_formgrader") == \
+        scope("tests/course/test_instructor_day.py::test_export_writes_one_row_per_student_and_assignment")
+    assert scope("tests/unit/test_train.py::test_fit[a]") == scope("tests/unit/test_train.py::test_other")
+    assert scope("tests/unit/test_train.py::test_fit") != scope("tests/unit/test_data.py::test_fit")
+
+
 def test_cli_doctor_reports_profile_and_cache():
     out = subprocess.run([sys.executable, "-m", "alexnet_utils", "doctor"], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
