@@ -71,7 +71,7 @@ def release(args) -> int:
 
 
 def grade(args) -> int:
-    from . import grading
+    from . import class_report, grading
     from . import release as course
 
     root = _course(args)
@@ -81,8 +81,9 @@ def grade(args) -> int:
         return 0
     if grading.sandbox_problem() and args.unsafe:
         print("warning: grading WITHOUT a sandbox: students' code runs with your permissions", file=sys.stderr)
+    names = args.assignments or None
     try:
-        outcomes = grading.grade(root, args.assignments or None, unsafe=args.unsafe)
+        outcomes = _grade(root, names, args)
     except grading.SandboxUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -92,14 +93,43 @@ def grade(args) -> int:
         return 0
     print(grading.report_table(outcomes))
     print(f"report: {root / grading.REPORT}")
+    print(f"class report: {class_report.write(root, sorted({o.assignment for o in outcomes}))}")
     return 0
+
+
+def _grade(root: Path, names, args):
+    """One at a time with --workers 1, else on Dask: an embedded cluster or the one at --scheduler."""
+    from . import grading, parallel
+
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit("error: --workers needs at least 1")
+    address = parallel.scheduler_address(args.scheduler)
+    if address is None and args.workers == 1:
+        return grading.grade(root, names, unsafe=args.unsafe)
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        if address:
+            raise SystemExit("error: --scheduler needs Dask: pip install distributed") from None
+        print("note: Dask is not installed (pip install distributed): grading one submission at a time",
+              file=sys.stderr)
+        return grading.grade(root, names, unsafe=args.unsafe)
+    where = f"the Dask cluster at {address}" if address else \
+        f"{args.workers or parallel.default_workers()} local worker processes"
+    print(f"grading on {where}", file=sys.stderr)
+    return parallel.grade_class(root, names, workers=args.workers, scheduler=args.scheduler, unsafe=args.unsafe,
+                                resume=not args.regrade)
 
 
 def bench(args) -> int:
     from . import report
 
-    results = report.run(curriculum=args.curriculum, samples=args.samples)
-    print(report.table(results))
+    if args.grading:  # the grading section alone: it takes minutes, and trains nothing
+        results = report.grading_throughput(args.assignments or None, wrong=args.wrong)
+        print("\n".join(report.grading_table(results["grading"])).lstrip("\n"))
+    else:
+        results = report.run(curriculum=args.curriculum, samples=args.samples)
+        print(report.table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -137,12 +167,25 @@ def main(argv: list[str] | None = None) -> int:
                            help="grade the instructor's solutions and the blank release into autograded/")
             p.add_argument("--unsafe", action="store_true",
                            help="grade submitted/ even when no sandbox (bubblewrap) is available")
+            p.add_argument("--workers", type=int, default=None,
+                           help="grading processes on this machine (default: one per core, as memory allows); "
+                                "1 grades one submission at a time without Dask")
+            p.add_argument("--scheduler", default=None,
+                           help="address of a running Dask scheduler (tcp://HOST:8786) whose workers grade; "
+                                "default: $ALEXNET_DASK_SCHEDULER, else an embedded local cluster")
+            p.add_argument("--regrade", action="store_true",
+                           help="grade every submission again, even those grading_ledger.jsonl records as done")
         p.set_defaults(fn=fn)
     p = sub.add_parser("bench", help="measure training and loading throughput")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--samples", type=int, default=4096, help="CIFAR-shaped images per measurement")
     p.add_argument("--curriculum", action="store_true",
                    help="also time every notebook (smoke) and the autograding of one submission")
+    p.add_argument("--grading", action="store_true",
+                   help="only grading throughput: submissions/minute serial vs Dask with 1, 2 and all cores' "
+                        "workers on a generated class, and the projection for 200 students x 10 notebooks")
+    p.add_argument("--wrong", type=int, default=3, help="with --grading: known wrong answers per assignment")
+    p.add_argument("--assignments", nargs="*", help="with --grading: the assignments of the class (default: the first)")
     p.set_defaults(fn=bench)
     args = parser.parse_args(argv)
     try:

@@ -77,14 +77,14 @@ def _changed_students(before: dict, after: dict, student: str) -> set[str]:
 
 
 @dataclass(frozen=True)
-class _Expected:
+class Expected:
     """An assignment's graded and locked cells as the instructor wrote them and as students got them."""
 
     cells: dict  # grade_id -> source cell
     accepted: dict  # grade_id -> the texts a locked cell may hold (with or without hidden tests)
 
     @classmethod
-    def of(cls, course: Path, name: str) -> _Expected:
+    def of(cls, course: Path, name: str) -> Expected:
         def by_id(folder):
             return {c.metadata["nbgrader"]["grade_id"]: c for nb in course_mod.notebooks(folder)
                     for c in nbformat.read(nb, as_version=4).cells if "nbgrader" in c.metadata}
@@ -95,7 +95,7 @@ class _Expected:
         return cls(cells, accepted)
 
 
-def _tampering(course: Path, name: str, student: str, expected: _Expected) -> list[str]:
+def _tampering(course: Path, name: str, student: str, expected: Expected) -> list[str]:
     """What a student changed that nbgrader will quietly undo or cannot grade: say so for review."""
     flags = []
     for path in course_mod.notebooks(course / "submitted" / student / name):
@@ -152,66 +152,114 @@ def _nbgrader_error(err: course_mod.CourseError) -> str:
     return f"autograde failed: {last[0].strip() if last else 'unknown error'}"
 
 
+def check_sandbox(unsafe: bool) -> bool:
+    """Whether kernels run in the sandbox; raise when there is none and the caller did not accept that."""
+    problem = sandbox_problem()
+    if problem is not None and not unsafe:
+        raise SandboxUnavailable(
+            f"no sandbox: {problem}. The sandbox runs students' code without network, with the course "
+            "read-only and memory and time limits; pass --unsafe to grade with none of that")
+    return problem is None
+
+
+def autograde_setup(tmp: Path, course: Path, limits: Limits, sandboxed: bool,
+                    hide: tuple[Path, ...] = ()) -> tuple[dict, list[str]]:
+    """The environment and extra nbgrader options that run ``autograde`` with our kernelspec and limits.
+
+    ``tmp`` is a private folder that outlives the runs (the kernelspec and the kernels' sockets live there).
+    """
+    # every hand-in in submitted/ is graded, whatever nbgrader_config.py excludes from nbgrader's own runs
+    env, extra = {}, [f"--Execute.timeout={limits.cell_seconds}", course_mod.EVERY_STUDENT]
+    if sandboxed:
+        write_kernelspec(tmp / "jupyter", course, limits, hide)
+        (tmp / "runtime").mkdir(exist_ok=True)
+        # kernels' connection files and ipc sockets go to a private folder the jail can share
+        runtime = str(tmp / "runtime")
+        env = {"JUPYTER_PATH": str(tmp / "jupyter"), "JUPYTER_RUNTIME_DIR": runtime, "TMPDIR": runtime}
+        # an absolute socket prefix: nbgrader and the kernel run in different folders
+        extra += ["--KernelManager.transport=ipc", f"--KernelManager.ip={runtime}/kernel-ipc"]
+    return env, extra
+
+
+def autograde_one(course: Path, name: str, student: str, expected: Expected, env: dict, extra: list[str],
+                  timeout: float | None = None) -> list[str]:
+    """``nbgrader autograde`` of one submission in ``course``; the flags a human should look at.
+
+    The serial path runs it in the instructor's course, a grading worker in a scratch course
+    (alexnet_utils.course.parallel); both flag the same things the same way.
+    """
+    flags = _tampering(course, name, student, expected)
+    try:
+        course_mod.run_nbgrader(["autograde", name, "--student", student, "--force", *extra], course, env,
+                                timeout=timeout)
+    except course_mod.CourseError as err:
+        flags.append(_nbgrader_error(err))
+    return flags + _output_flags(course, name, student)
+
+
+def outcomes_from_gradebook(course: Path, flags_of: dict) -> list[Outcome]:
+    """One Outcome per (assignment, student) key of ``flags_of``, its points read from the gradebook."""
+    scores = {(s.assignment, s.student): s for s in course_mod.read_scores(course)}  # one read of the gradebook
+    outcomes = []
+    for key, flags in flags_of.items():
+        score = scores.get(key)
+        outcome = Outcome(*key, score.score if score else None, score.max_score if score else None, list(flags))
+        if score:
+            outcome.written_score, outcome.written_max = score.written_score, score.written_max
+            outcome.to_grade = score.to_grade
+        outcomes.append(outcome)
+    return outcomes
+
+
+def register(course: Path, names: list[str]) -> None:
+    """``generate_assignment`` each name: the gradebook learns each assignment's cells from it."""
+    for name in names:
+        course_mod.run_nbgrader(["generate_assignment", name, "--force"], course)
+
+
 def grade(course: Path, names: list[str] | None = None, *, unsafe: bool = False,
           limits: Limits = Limits()) -> list[Outcome]:
-    """Autograde every submission in ``course/submitted``.
+    """Autograde every submission in ``course/submitted``, one at a time, in place.
 
     Always in the sandbox when bubblewrap is installed; without it, only when
-    the caller passes ``unsafe=True``.
+    the caller passes ``unsafe=True``. ``alexnet_utils.course.parallel.grade_class``
+    grades the same submissions on Dask workers with the same results.
     """
     course = Path(course).resolve()
     names = course_mod.resolve_assignments(course, names)
     pairs = submissions(course, names)
     if not pairs:
         return []
-    problem = sandbox_problem()
-    sandboxed = problem is None
-    if not sandboxed and not unsafe:
-        raise SandboxUnavailable(
-            f"no sandbox: {problem}. The sandbox runs students' code without network, with the course "
-            "read-only and memory and time limits; pass --unsafe to grade with none of that")
-    for name in names:  # the gradebook learns each assignment's cells from generate_assignment
-        course_mod.run_nbgrader(["generate_assignment", name, "--force"], course)
+    sandboxed = check_sandbox(unsafe)
+    register(course, names)
     with tempfile.TemporaryDirectory(prefix="alexnet-grading-") as tmp:
-        # every hand-in in submitted/ is graded, whatever nbgrader_config.py excludes from nbgrader's own runs
-        env, extra = {}, [f"--Execute.timeout={limits.cell_seconds}", course_mod.EVERY_STUDENT]
-        if sandboxed:
-            write_kernelspec(Path(tmp) / "jupyter", course, limits)
-            (Path(tmp) / "runtime").mkdir()
-            # kernels' connection files and ipc sockets go to a private folder the jail can share
-            runtime = str(Path(tmp) / "runtime")
-            env = {"JUPYTER_PATH": str(Path(tmp) / "jupyter"), "JUPYTER_RUNTIME_DIR": runtime, "TMPDIR": runtime}
-            # an absolute socket prefix: nbgrader and the kernel run in different folders
-            extra += ["--KernelManager.transport=ipc", f"--KernelManager.ip={runtime}/kernel-ipc"]
+        env, extra = autograde_setup(Path(tmp), course, limits, sandboxed)
         snapshot = _snapshot(course / "submitted")
-        expected = {name: _Expected.of(course, name) for name in names}
+        expected = {name: Expected.of(course, name) for name in names}
         flags_of = {}
         for name, student in pairs:
-            flags = _tampering(course, name, student, expected[name])
-            try:
-                course_mod.run_nbgrader(["autograde", name, "--student", student, "--force", *extra], course, env)
-            except course_mod.CourseError as err:
-                flags.append(_nbgrader_error(err))
-            flags += _output_flags(course, name, student)
+            flags = autograde_one(course, name, student, expected[name], env, extra,
+                                  timeout=notebook_timeout(course / "submitted" / student / name, limits))
             after = _snapshot(course / "submitted")
             for other in sorted(_changed_students(snapshot, after, student)):
                 flags.append(f"files of student {other} changed while grading {student}")
             snapshot = after
             flags_of[name, student] = flags
-    scores = {(s.assignment, s.student): s for s in course_mod.read_scores(course)}  # one read of the gradebook
-    outcomes = []
-    for key, flags in flags_of.items():
-        score = scores.get(key)
-        outcome = Outcome(*key, score.score if score else None, score.max_score if score else None, flags)
-        if score:
-            outcome.written_score, outcome.written_max = score.written_score, score.written_max
-            outcome.to_grade = score.to_grade
-        outcomes.append(outcome)
-    _write_report(course, outcomes)
+    outcomes = outcomes_from_gradebook(course, flags_of)
+    write_report(course, outcomes)
     return outcomes
 
 
-def _write_report(course: Path, outcomes: list[Outcome]) -> None:
+def notebook_timeout(folder: Path, limits: Limits) -> float:
+    """How long one ``nbgrader autograde`` of the notebooks in ``folder`` may take before it is killed.
+
+    Each kernel is killed by the sandbox after ``limits.notebook_seconds``; this bounds nbgrader itself
+    (and kernels outside a sandbox) with a minute per notebook to spare.
+    """
+    return (limits.notebook_seconds + 60) * max(1, len(course_mod.notebooks(folder)))
+
+
+def write_report(course: Path, outcomes: list[Outcome]) -> None:
     path = course / REPORT
     path.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
 

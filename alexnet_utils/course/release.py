@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,14 +53,43 @@ def resolve_assignments(course: Path, names: list[str] | None) -> list[str]:
     return names or available
 
 
-def run_nbgrader(args: list[str], course: Path, env: dict | None = None) -> str:
-    """Run one nbgrader command in ``course``; nbgrader shells out to alembic, so put our bin/ on PATH."""
+def _parent_death_hook():
+    """A function for the child to call before exec: be killed when its parent dies (Linux; else None).
+
+    Resolved here, in the parent: the child of a threaded process (a Dask worker) must not import.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_nbgrader(args: list[str], course: Path, env: dict | None = None, timeout: float | None = None) -> str:
+    """Run one nbgrader command in ``course``; nbgrader shells out to alembic, so put our bin/ on PATH.
+
+    With ``timeout`` (seconds), nbgrader and every process it started are killed when it runs
+    longer, and the failure says "Timeout". nbgrader dies with the process that started it (a
+    grading worker killed mid-task leaves no autograde running behind it).
+    """
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, **(env or {})}
     full_env["PATH"] = bindir + os.pathsep + full_env.get("PATH", "")
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=full_env,
-                          capture_output=True, text=True)
-    output = proc.stdout + proc.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=course, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=timeout is not None, preexec_fn=_parent_death_hook())
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise CourseError(f"`nbgrader {' '.join(args)}` ran past its Timeout of {timeout:g} s and was killed") from None
+    output = stdout + stderr
     if proc.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-30:])
         raise CourseError(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{tail}")

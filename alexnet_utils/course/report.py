@@ -11,8 +11,10 @@ the unit tests.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -171,6 +173,121 @@ def curriculum_timings() -> dict:
             "autograde_submission_s": autograde_s}
 
 
+def generated_class(course: Path, names: list[str], wrong: int = 3) -> int:
+    """Hand in, for each assignment: the reference, the blank release and ``wrong`` known wrong answers.
+
+    The wrong answers are the first of tests/wrong_answers/<assignment>.yaml (patches of one solution
+    region each), so every hand-in has a known score. Returns the number of hand-ins.
+    """
+    import nbformat
+    import yaml
+
+    from . import markers
+    from . import release as course_mod
+
+    count = 0
+    for name in names:
+        (src,) = course_mod.notebooks(course / "source" / name)
+        reference = nbformat.read(src, as_version=4)
+        for cell in reference.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        hand_ins = {"reference": reference, "blank": nbformat.read(course / "release" / name / src.name, as_version=4)}
+        suite = course_mod.repo_root() / "tests" / "wrong_answers" / f"{name}.yaml"
+        entries = [e for e in (yaml.safe_load(suite.read_text()) if suite.exists() else []) if e["loses"]][:wrong]
+        for entry in entries:
+            nb = copy.deepcopy(reference)
+            cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == entry["cell"])
+            for patch in entry.get("patches") or [{"replace": entry["replace"], "with": entry["with"]}]:
+                cell.source = markers.replace_in(cell.source, markers.SOLUTION, patch["replace"], patch["with"])
+            hand_ins[f"wrong-{entry['id']}"] = nb
+        for student, nb in hand_ins.items():
+            folder = course / "submitted" / student / name
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, folder / src.name)
+            count += 1
+    return count
+
+
+def grading_throughput(names: list[str] | None = None, wrong: int = 3, worker_counts: list[int] | None = None,
+                       students: int = 200, notebooks: int = 10, machine_cores: int = 16) -> dict:
+    """(f) Submissions per minute: the serial path, then Dask with 1, 2 and every core's worth of workers.
+
+    Each run grades the same generated class (reference, blank, known wrong answers) in a fresh copy
+    of the course, cluster start-up included; ratios are to the serial run of this benchmark run.
+    The projection for ``students`` x ``notebooks`` assumes this class's mix of notebooks and the
+    parallel efficiency measured at the largest worker count here.
+    """
+    import shutil
+    import tempfile
+
+    from . import grading, parallel
+    from . import release as course_mod
+
+    root = course_mod.repo_root()
+    names = names or course_mod.assignments(root)[:1]
+    counts = worker_counts or sorted({1, 2, usable_cores()})
+    with tempfile.TemporaryDirectory(prefix="alexnet-bench-grading-") as tmp:
+        template = Path(tmp) / "template"
+        template.mkdir()
+        shutil.copy2(root / "nbgrader_config.py", template / "nbgrader_config.py")
+        for folder in ("source", "release"):
+            for name in names:
+                shutil.copytree(root / folder / name, template / folder / name)
+        n = generated_class(template, names, wrong)
+
+        def fresh(label):
+            dest = Path(tmp) / label
+            shutil.copytree(template, dest)
+            return dest
+
+        serial = fresh("serial")
+        t0 = time.perf_counter()
+        expected = grading.grade(serial, names)
+        serial_s = time.perf_counter() - t0
+        runs = []
+        for w in counts:
+            course = fresh(f"workers-{w}")
+            t0 = time.perf_counter()
+            outcomes = parallel.grade_class(course, names, workers=w, progress=False)
+            seconds = time.perf_counter() - t0
+            ledger = parallel.ledger_stats(course)
+            tasks = sorted(e["seconds"] for e in ledger)
+            runs.append({"workers": w, "seconds": seconds, "per_min": 60 * n / seconds, "ratio": serial_s / seconds,
+                         "same_as_serial": [o.__dict__ for o in outcomes] == [o.__dict__ for o in expected],
+                         "task_s_median": tasks[len(tasks) // 2] if tasks else None,
+                         "peak_worker_mb": max((e["peak_rss"] for e in ledger), default=0) / 2**20})
+    best = max(runs, key=lambda r: r["workers"])
+    efficiency = best["ratio"] / best["workers"]  # of linear scaling, against the serial path
+    total = students * notebooks
+    per_submission = serial_s / n
+    one_machine = total * per_submission / (machine_cores * efficiency)
+    return {"grading": {
+        "assignments": names, "submissions": n, "cores": usable_cores(), "serial_s": serial_s,
+        "serial_per_min": 60 * n / serial_s, "runs": runs, "efficiency": efficiency,
+        "projection": {"students": students, "notebooks": notebooks, "machine_cores": machine_cores,
+                       "serial_h": total * per_submission / 3600, "one_machine_h": one_machine / 3600,
+                       "memory_gb": machine_cores * max(r["peak_worker_mb"] for r in runs) / 1024}}}
+
+
+def grading_table(g: dict, machines: tuple[int, ...] = (1, 4, 10)) -> list[str]:
+    p = g["projection"]
+    lines = ["", f"(f) grading throughput: {g['submissions']} generated hand-ins of {', '.join(g['assignments'])} "
+                 f"(reference, blank, known wrong answers) on {g['cores']} cores",
+             f"{'':4}{'run':<28} {'seconds':>8} {'subm/min':>9} {'vs serial':>10} {'peak MB/worker':>15}  same",
+             f"{'':4}{'serial (grading.grade)':<28} {g['serial_s']:>8.0f} {g['serial_per_min']:>9.1f} {'1.00x':>10} "
+             f"{'-':>15}  -"]
+    for r in g["runs"]:
+        lines.append(f"{'':4}{'Dask, ' + str(r['workers']) + ' worker' + 's' * (r['workers'] > 1):<28} "
+                     f"{r['seconds']:>8.0f} {r['per_min']:>9.1f} {r['ratio']:>9.2f}x {r['peak_worker_mb']:>15.0f}  "
+                     f"{'yes' if r['same_as_serial'] else 'NO'}")
+    lines.append(f"{'':4}projected {p['students']} students x {p['notebooks']} notebooks: serial "
+                 f"{p['serial_h']:.1f} h; one {p['machine_cores']}-core machine {p['one_machine_h']:.2f} h "
+                 f"(at {g['efficiency']:.0%} of linear, {p['memory_gb']:.0f} GB); "
+                 + ", ".join(f"{m} machines {p['one_machine_h'] / m * 60:.0f} min" for m in machines if m > 1))
+    return lines
+
+
 BUSY_LOAD = 0.5  # 1-minute load from other work, before the benchmark starts, above which no target is judged
 
 
@@ -182,7 +299,8 @@ def other_load() -> float | None:
         return None
 
 
-def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: int = 4096) -> dict:
+def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: int = 4096,
+        grading: bool = False) -> dict:
     """Every figure, each against its baseline in alternating rounds; targets judged on a quiet machine only.
 
     Interleaving evens out load that comes and goes, not load that slows one side more than the
@@ -210,6 +328,8 @@ def run(curriculum: bool = False, device=None, batch_size: int = 128, samples: i
     ]
     if curriculum:
         results.update(curriculum_timings())
+    if grading:
+        results.update(grading_throughput())
     judged = not results["busy_before"]
     results["targets_met"] = {k: _meets(results[k], *TARGETS[k]) if judged and results[k] is not None else None
                               for k in TARGETS if k in results}
@@ -281,6 +401,8 @@ def table(r: dict) -> str:
         layout = "channels_last" if t["channels_last"] else "NCHW"
         lines.append(f"{t['precision']:<24} {layout:<14} {t['img_per_s']:>8.0f} {t['step_ms']:>8.1f} "
                      f"{t['peak_mem_mb']:>8.0f}")
+    if "grading" in r:
+        lines += grading_table(r["grading"])
     if r.get("busy"):
         lines += ["", "The machine was too busy to measure some ratios (flagged above): their rounds disagree by "
                       f"more than {measure.BUSY_SPREAD:.0%} of the median. Run again on a quiet machine."]

@@ -7,7 +7,10 @@ write only its own working folder, and runs under a memory cap and a
 wall-clock limit. The kernel talks to nbgrader over Unix sockets (ZMQ's ipc
 transport), the one channel a private network namespace leaves.
 
-    python -m alexnet_utils.course.sandbox --course DIR --memory-mb N --seconds S CONNECTION_FILE [KERNEL OPTIONS]
+    python -m alexnet_utils.course.sandbox --course DIR [--hide DIR] --memory-mb N --seconds S CONNECTION_FILE [...]
+
+``--hide`` names another course whose students' work and gradebook the jail must hide
+too: a grading worker grades in a private scratch course, not in the instructor's.
 """
 
 from __future__ import annotations
@@ -52,12 +55,16 @@ def sandbox_problem() -> str | None:
     return None
 
 
-def write_kernelspec(jupyter_dir: Path, course: Path, limits: Limits) -> Path:
-    """A ``python3`` kernelspec that starts every kernel inside the jail (put ``jupyter_dir`` on JUPYTER_PATH)."""
+def write_kernelspec(jupyter_dir: Path, course: Path, limits: Limits, hide: tuple[Path, ...] = ()) -> Path:
+    """A ``python3`` kernelspec that starts every kernel inside the jail (put ``jupyter_dir`` on JUPYTER_PATH).
+
+    ``hide``: other course folders whose hidden parts (students' work, the gradebook) the jail hides too.
+    """
     spec_dir = jupyter_dir / "kernels" / "python3"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
         "argv": [sys.executable, "-m", "alexnet_utils.course.sandbox", "--course", str(course),
+                 *[arg for other in hide for arg in ("--hide", str(other))],
                  "--memory-mb", str(limits.memory_mb), "--seconds", str(limits.notebook_seconds),
                  "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)",
@@ -70,7 +77,7 @@ def write_kernelspec(jupyter_dir: Path, course: Path, limits: Limits) -> Path:
 
 
 def bwrap_command(connection_file: Path, workdir: Path, course: Path, limits: Limits,
-                  kernel_args: list[str] = ()) -> list[str]:
+                  kernel_args: list[str] = (), hide: tuple[Path, ...] = ()) -> list[str]:
     """The full command line: bwrap around prlimit around timeout around the ipykernel."""
     bwrap = bwrap_path()
     if bwrap is None:
@@ -83,12 +90,16 @@ def bwrap_command(connection_file: Path, workdir: Path, course: Path, limits: Li
     # /tmp and the home folder are blanked; give back, read-only, what the kernel needs from them
     for path in _needed_paths(course):
         cmd += ["--ro-bind", str(path), str(path)]
-    for name in HIDDEN_DIRS:
-        if (course / name).is_dir():
-            cmd += ["--tmpfs", str(course / name)]
-    for name in HIDDEN_FILES:
-        if (course / name).exists():
-            cmd += ["--ro-bind", "/dev/null", str(course / name)]
+    bound = _needed_paths(course)
+    for folder in (course, *hide):
+        if folder != course and _blanked(folder, bound):
+            continue  # under the blanked /tmp or home folder: not visible in the jail at all
+        for name in HIDDEN_DIRS:
+            if (folder / name).is_dir():
+                cmd += ["--tmpfs", str(folder / name)]
+        for name in HIDDEN_FILES:
+            if (folder / name).exists():
+                cmd += ["--ro-bind", "/dev/null", str(folder / name)]
     cmd += ["--bind", str(workdir), str(workdir), "--bind", str(runtime), str(runtime),
             "--dir", "/tmp/home", "--dir", "/tmp/matplotlib", "--chdir", str(workdir),
             "--setenv", "HOME", "/tmp/home", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
@@ -97,6 +108,13 @@ def bwrap_command(connection_file: Path, workdir: Path, course: Path, limits: Li
             "--", "timeout", "--signal=KILL", str(limits.notebook_seconds),
             sys.executable, "-m", "ipykernel_launcher", "-f", str(connection_file), *kernel_args]
     return cmd
+
+
+def _blanked(path: Path, bound: list[Path]) -> bool:
+    """Whether ``path`` lies under /tmp or the home folder (blanked in the jail) and under no path bound back."""
+    path = path.resolve()
+    under = lambda p: p == path or p in path.parents  # noqa: E731
+    return any(under(b) for b in (Path("/tmp").resolve(), Path.home().resolve())) and not any(map(under, bound))
 
 
 def _needed_paths(course: Path) -> list[Path]:
@@ -121,6 +139,7 @@ def _needed_paths(course: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--course", required=True)
+    parser.add_argument("--hide", action="append", default=[], help="another course folder to hide the parts of")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     parser.add_argument("--seconds", type=int, default=Limits.notebook_seconds)
     parser.add_argument("connection_file")
@@ -131,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     if runtime in (Path("/"), Path("/tmp"), Path.home()) or runtime in course.parents or runtime == course:
         sys.exit(f"refusing to sandbox: the kernel's runtime folder {runtime} would expose the course; "
                  f"set JUPYTER_RUNTIME_DIR to a private folder")
-    cmd = bwrap_command(connection, Path.cwd().resolve(), course, limits, kernel_args)
+    hide = tuple(Path(p).resolve() for p in args.hide)
+    cmd = bwrap_command(connection, Path.cwd().resolve(), course, limits, kernel_args, hide)
     os.execv(cmd[0], cmd)
 
 
