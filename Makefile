@@ -49,7 +49,7 @@ test: $(STAMP)
 # The developer's loop (under 2 minutes): unit tests, then notebook 01's nbgrader round trip.
 check: $(STAMP)
 	$(PY) -m ruff check alexnet_utils tests
-	$(PY) -m pytest -q -m "not slow and not browser" tests/unit
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not browser" tests/unit
 	ALEXNET_TEST_ASSIGNMENTS=01_build_alexnet $(PY) -m pytest -q tests/course/test_grading.py -k "point or zero"
 
 release: $(STAMP)
