@@ -142,8 +142,11 @@ def test_the_whole_batch_completes(graded):
                                      "escape", "snoop", "memory", "stderr", "suicide"])
 def test_each_case_is_graded_or_flagged_with_a_reason(graded, student):
     course, cases, outcomes, _ = graded
-    expect = cases[student][1]
-    outcome = outcomes[student]
+    check_case(course, student, outcomes[student], cases[student][1])
+
+
+def check_case(course, student, outcome, expect):
+    """The grader concluded what ``expect`` (from hostile_cases) says: flag, score, what the kernel printed."""
     if expect["flag"] is None:
         assert not outcome.flags, f"{student}: unexpected flags {outcome.flags}"
     else:
