@@ -25,7 +25,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from alexnet_utils.course import grading, stubs
+from alexnet_utils.course import class_report, grading, stubs
 from alexnet_utils.course import release as course
 
 from ..instructor_day import (
@@ -179,6 +179,26 @@ def test_the_grade_summary_counts_written_answers_apart(day):
         assert r["to_grade"] == written, f"{student}: the report lists {r['to_grade']}"
     blank = report[BLANK_STUDENT]
     assert (blank["score"], blank["written_score"], blank["to_grade"]) == (0, 0, []), blank
+
+
+def test_the_class_report_shows_what_share_of_the_class_lost_each_cell(day):
+    """After the table, `grade` writes class_report.html: scores per assignment, and per graded cell who lost it."""
+    out = day.outputs[_line(day, "python -m alexnet_utils grade")]
+    path = day.course / class_report.REPORT
+    assert f"class report: {path.resolve()}" in out, out[-1500:]
+    text = path.read_text()
+    assert f"<h2>{GRADED}</h2>" in text and text.count("data:image/png;base64,") == 1, "one figure per assignment"
+    rows = re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>[^<]*</td><td>([^<]*)</td>"
+                      r"<td>(\d+) of (\d+)</td><td>(\d+)</td></tr>", text)
+    code = {cell: (share, lost, of) for cell, kind, share, lost, of, _ in rows if kind == "code"}
+    tests = [c.metadata["nbgrader"]["grade_id"] for nb in course.notebooks(ROOT / "source" / GRADED)
+             for c in nbformat.read(nb, as_version=4).cells
+             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+    assert sorted(code) == sorted(tests), f"one row per graded code cell: {rows}"
+    # the blank release loses every test cell; the two who handed in the solutions lose none
+    assert set(code.values()) == {("33%", "1", str(len(SUBMITTERS)))}, code
+    written = {cell: int(waiting) for cell, kind, *_, waiting in rows if kind == "written answer"}
+    assert written and all(w == len(FULL_MARKS) for w in written.values()), f"waiting for a hand grade: {written}"
 
 
 def test_the_class_list_and_every_assignment_are_in_the_gradebook(day):
