@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..runtime import THREADS_ENV
 from . import grading
 from . import release as course_mod
 from .sandbox import Limits, sandbox_problem
@@ -197,8 +198,8 @@ def grade_task(bundle: Bundle, task: Task, limits: Limits, sandboxed: bool, hide
         folder.mkdir(parents=True)
         write_tree(task.files, folder)
         env, extra = grading.autograde_setup(tmp, course, limits, sandboxed, tuple(Path(p) for p in hide))
-        if threads and grading_threads_unset():
-            env = {**env, "ALEXNET_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        if threads and not os.environ.get(THREADS_ENV, "").strip():  # a pin set by the instructor wins
+            env = {**env, THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)}
         expected = grading.Expected.of(course, task.name)
         flags = grading.autograde_one(course, task.name, task.student, expected, env, extra,
                                       timeout=grading.notebook_timeout(folder, limits))
@@ -209,10 +210,6 @@ def grade_task(bundle: Bundle, task: Task, limits: Limits, sandboxed: bool, hide
     return Result(task.name, task.student, task.digest, flags, autograded, in_gradebook, stamp, cells,
                   time.perf_counter() - started, peak.peak, f"{socket.gethostname()}:{os.getpid()}",
                   sorted(rel for rel in task.files if "/" not in rel and rel.endswith(".ipynb")))
-
-
-def grading_threads_unset() -> bool:
-    return not os.environ.get("ALEXNET_THREADS", "").strip()
 
 
 # ---------------------------------------------------------------- the one writer (runs in the caller)
