@@ -242,7 +242,9 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | None = None,
         checkpoint: a path (``au.run_path(...)``); saved atomically after the last epoch and
             after any epoch that ends ``checkpoint_every`` seconds or more after the previous
             save, so a dead kernel loses at most an epoch or a minute of training; a later
-            call resumes, and a finished run is returned from the file without training again.
+            call resumes, and a finished run is returned from the file without training again
+            (a finished file keeps the weights, not the optimiser: asked for more epochs, it
+            trains afresh).
             The file records what made the run (recipe, precision, data, and the model's
             behaviour at the start); when any of it changed, the run trains afresh
             and the old file is kept as ``<name>.previous.pt``. ``checkpoint_every=0``: every epoch.
@@ -384,6 +386,12 @@ class _Run:
             print(f"{desc}: {self.path.name} was made by another run ({'; '.join(changed)} changed): "
                   f"training afresh, the old run kept as {old.name}")
             return History()
+        if state.get("finished") and len(state["history"]["epochs"]) < plan.epochs:
+            old = checkpoints.set_aside(self.path)
+            print(f"{desc}: {self.path.name} finished after {len(state['history']['epochs'])} epochs and kept "
+                  f"only its weights, not the optimiser state to go on from: training all {plan.epochs} epochs "
+                  f"afresh, the old run kept as {old.name}")
+            return History()
         history = History(**checkpoints.resume(state, self.path, model=self.model, optimizer=self.optimizer,
                                                scheduler=self.scheduler, scaler=self.scaler, train=self.train))
         done = "finished run loaded" if len(history) >= plan.epochs else f"resumed after epoch {len(history)}"
@@ -394,7 +402,7 @@ class _Run:
         if self.path is None or not (last or time.perf_counter() - self.last_save >= self.every):
             return
         checkpoints.save(self.path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                         scaler=self.scaler, history=history, train=self.train, record=self.record)
+                         scaler=self.scaler, history=history, train=self.train, record=self.record, finished=last)
         self.last_save = time.perf_counter()
 
 

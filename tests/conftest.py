@@ -48,6 +48,17 @@ def offline_course_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fake_cache(tmp_path_factory):
+    """The fake download cache in the real formats (tests/realdata.py), written once per worker.
+
+    Most of its 240 MB is the 61M-weight AlexNet file: one copy per worker, not one per module.
+    """
+    from .realdata import write_fake_cache
+
+    return write_fake_cache(tmp_path_factory.mktemp("fake-alexnet-cache"))
+
+
+@pytest.fixture(scope="session")
 def instructor_day(tmp_path_factory):
     """README's instructor's day, typed into a copy of the course as shipped (tests/instructor_day.py).
 

@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 from alexnet_utils.course import release
 
-from ..realdata import patch_source, write_fake_cache
+from ..realdata import patch_source
 from ..repo import source_notebooks
 
 ROOT = release.repo_root()
@@ -35,10 +35,15 @@ assert _profiles.run_profile("quick").epochs == {DRY_RUN_EPOCHS}
 """
 
 
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    """One fake cache for all notebooks (each caches its runs under its own name)."""
-    return write_fake_cache(tmp_path_factory.mktemp("fake-alexnet-cache"))
+@pytest.fixture
+def fake(fake_cache):
+    """The worker's fake cache; the runs a notebook cached there are deleted after its test.
+
+    A dry run's checkpoints are the notebook's real ones (notebook 04's: fifteen fine-tuned
+    full-size AlexNets); kept, they would add up across notebooks on CI's disk.
+    """
+    yield fake_cache
+    shutil.rmtree(fake_cache.root / "runs", ignore_errors=True)
 
 
 def _first_line(cell) -> str:

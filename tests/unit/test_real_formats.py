@@ -20,7 +20,7 @@ import alexnet_utils as au
 from alexnet_utils import data, session
 from alexnet_utils.data import DatasetCorruptError
 
-from ..realdata import apply_patches, copy_dataset, write_fake_cache
+from ..realdata import apply_patches, copy_dataset
 
 DATASETS = ("cifar10", "mnist", "flowers102", "oxford_pets")
 SPLITS = ("train", "test")
@@ -29,9 +29,8 @@ TORCHVISION_MD5S = {name: data._checksums(name) for name in DATASETS}
 
 
 @pytest.fixture(scope="session")
-def fake(tmp_path_factory):
-    """The fake cache, written once per session (a few seconds: most of it the 61M weights)."""
-    return write_fake_cache(tmp_path_factory.mktemp("fake-alexnet-cache"))
+def fake(fake_cache):
+    return fake_cache
 
 
 @pytest.fixture(autouse=True)

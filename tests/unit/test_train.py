@@ -208,11 +208,20 @@ def test_huge_learning_rate_raises_floating_point_error_naming_epoch_and_lr(trai
 
 # --------------------------------------------------------------------------- checkpoints
 
+def stopped_after(epochs, path, train_set, val_set, monkeypatch):
+    """A run whose checkpoint is left as a kernel killed after ``epochs`` epochs leaves it (resumable)."""
+    real_save = checkpoints.save
+    monkeypatch.setattr(checkpoints, "save", lambda p, **kw: real_save(p, **{**kw, "finished": False}))
+    history = run(*setup(train_set, val_set), epochs, checkpoint=path)
+    monkeypatch.setattr(checkpoints, "save", real_save)
+    return history
+
+
 @pytest.fixture
-def resumed_runs(tmp_path, train_set, val_set, capsys):
-    """An uninterrupted 3-epoch run, and a 2-epoch run resumed to 3 epochs from its checkpoint."""
+def resumed_runs(tmp_path, train_set, val_set, capsys, monkeypatch):
+    """An uninterrupted 3-epoch run, and a run stopped after epoch 2 resumed to 3 epochs from its checkpoint."""
     path = tmp_path / "ckpt" / "run.pt"
-    first = run(*setup(train_set, val_set), 2, checkpoint=path)
+    first = stopped_after(2, path, train_set, val_set, monkeypatch)
     capsys.readouterr()
     model, train, val, optimizer = setup(train_set, val_set)
     resumed = run(model, train, val, optimizer, 3, checkpoint=path)
@@ -269,6 +278,30 @@ def test_finished_checkpoint_returns_without_training(resumed_runs, train_set, v
     assert history.epochs == resumed_runs["resumed"].epochs
     for a, b in zip(model.state_dict().values(), resumed_runs["model"].state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_finished_checkpoint_keeps_weights_and_curves_not_the_optimiser(tmp_path, train_set, val_set,
+                                                                        monkeypatch):
+    stopped, finished = tmp_path / "stopped.pt", tmp_path / "finished.pt"
+    stopped_after(2, stopped, train_set, val_set, monkeypatch)
+    history = run(*setup(train_set, val_set), 2, checkpoint=finished)
+    state = torch.load(finished, weights_only=False)
+    assert state["finished"] and "optimizer" not in state and "rng" not in state
+    assert len(state["history"]["epochs"]) == len(history) == 2
+    # SGD with momentum: one buffer per weight, so the finished file is about half the stopped one
+    assert finished.stat().st_size < 0.6 * stopped.stat().st_size
+
+
+def test_finished_run_asked_for_more_epochs_trains_afresh_and_says_why(tmp_path, train_set, val_set, capsys):
+    path = tmp_path / "run.pt"
+    run(*setup(train_set, val_set), 2, checkpoint=path)
+    capsys.readouterr()
+    longer = run(*setup(train_set, val_set), 3, checkpoint=path)
+    printed = capsys.readouterr().out
+    assert "training all 3 epochs afresh" in printed and "optimiser state" in printed, printed
+    assert (tmp_path / "run.previous.pt").exists(), "the finished 2-epoch run is kept aside, not deleted"
+    straight = run(*setup(train_set, val_set), 3)
+    assert longer["train_loss"] == straight["train_loss"], "afresh means from the first epoch"
 
 
 def test_junk_checkpoint_raises_runtime_error_saying_to_delete_it(tmp_path, train_set, val_set):
