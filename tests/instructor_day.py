@@ -143,9 +143,10 @@ def _nbgrader_api(day: Day):
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(day.course)).load_config()
+    from alexnet_utils.course.release import nbgrader_config
+
+    config = nbgrader_config(day.course)
     config.CourseDirectory.root = str(day.course)
     return NbGraderAPI(CourseDirectory(config=config), config=config)
 

@@ -232,16 +232,6 @@ def _swap_in(files: dict | None, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _course_config(course: Path):
-    """The course's nbgrader_config.py as a traitlets Config (for the late-penalty plugin it may set)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    try:
-        return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-    except Exception:  # a config that only loads inside nbgrader's own apps: nbgrader's defaults
-        return None
-
-
 def merge(course: Path, result: Result, config=None) -> None:
     """Write one result into the course: its autograded folder, then the gradebook, as ``autograde`` would.
 
@@ -407,7 +397,7 @@ def grade_class(course: Path, names: list[str] | None = None, *, workers: int | 
             flags_of[name, student] = entry["flags"]
         else:
             todo.append((name, student))
-    config = _course_config(course)
+    config = course_mod.nbgrader_config(course, strict=False)
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), unit="submission", desc="grading",
                disable=not progress or None, dynamic_ncols=True)
     try:

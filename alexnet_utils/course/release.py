@@ -96,6 +96,21 @@ def run_nbgrader(args: list[str], course: Path, env: dict | None = None, timeout
     return output
 
 
+def nbgrader_config(course: Path, strict: bool = True):
+    """The course's nbgrader_config.py as a traitlets Config, for nbgrader's Python API in this process.
+
+    ``strict=False``: ``None`` (nbgrader's defaults) for a config that loads only inside nbgrader's apps.
+    """
+    from traitlets.config.loader import PyFileConfigLoader
+
+    try:
+        return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    except Exception:
+        if strict:
+            raise
+        return None
+
+
 @contextlib.contextmanager
 def scratch_course(course: Path):
     """A throw-away copy of the course's config and sources to run nbgrader in."""
@@ -161,11 +176,16 @@ class Score:
     to_grade: list = field(default_factory=list)  # the answers waiting for a grade by hand
 
 
-def _strip_outputs(src: Path, dst: Path) -> None:
-    nb = nbformat.read(src, as_version=4)
+def without_outputs(nb):
+    """``nb`` with every code cell's outputs and execution count cleared (in place; returned)."""
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def _strip_outputs(src: Path, dst: Path) -> None:
+    nb = without_outputs(nbformat.read(src, as_version=4))
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
 

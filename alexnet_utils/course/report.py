@@ -11,7 +11,6 @@ the unit tests.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from pathlib import Path
@@ -180,27 +179,17 @@ def generated_class(course: Path, names: list[str], wrong: int = 3) -> int:
     region each), so every hand-in has a known score. Returns the number of hand-ins.
     """
     import nbformat
-    import yaml
 
-    from . import markers
     from . import release as course_mod
+    from .wrong_answers import apply, suite
 
     count = 0
     for name in names:
         (src,) = course_mod.notebooks(course / "source" / name)
-        reference = nbformat.read(src, as_version=4)
-        for cell in reference.cells:
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
+        reference = course_mod.without_outputs(nbformat.read(src, as_version=4))
         hand_ins = {"reference": reference, "blank": nbformat.read(course / "release" / name / src.name, as_version=4)}
-        suite = course_mod.repo_root() / "tests" / "wrong_answers" / f"{name}.yaml"
-        entries = [e for e in (yaml.safe_load(suite.read_text()) if suite.exists() else []) if e["loses"]][:wrong]
-        for entry in entries:
-            nb = copy.deepcopy(reference)
-            cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == entry["cell"])
-            for patch in entry.get("patches") or [{"replace": entry["replace"], "with": entry["with"]}]:
-                cell.source = markers.replace_in(cell.source, markers.SOLUTION, patch["replace"], patch["with"])
-            hand_ins[f"wrong-{entry['id']}"] = nb
+        for mistake in [w for w in suite(name) if not w.accepted][:wrong]:
+            hand_ins[f"wrong-{mistake.id}"] = apply(reference, mistake)
         for student, nb in hand_ins.items():
             folder = course / "submitted" / student / name
             folder.mkdir(parents=True, exist_ok=True)

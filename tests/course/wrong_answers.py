@@ -1,11 +1,10 @@
-"""The wrong-answer suite: plausible student mistakes, each a small patch of one solution region.
+"""Grading the wrong-answer suite (read by ``alexnet_utils.course.wrong_answers``).
 
 ``tests/wrong_answers/<assignment>.yaml`` lists, per notebook, mistakes students
-really make. Each names the solution cell it patches (its grade_id), the text it
-replaces inside that cell's ``### BEGIN SOLUTION`` region, and the graded cells
-that must lose points: exactly those, so that a mistake is caught, and caught in
-the cell that tests its skill and nowhere else. ``loses: []`` marks an accepted
-alternative (torchvision's dropout order, say) that must keep full marks.
+really make, and the graded cells each must lose points in: exactly those, so that
+a mistake is caught, and caught in the cell that tests its skill and nowhere else.
+``loses: []`` marks an accepted alternative (torchvision's dropout order, say) that
+must keep full marks.
 
 Two ways to grade them, which must agree:
 
@@ -25,75 +24,16 @@ from __future__ import annotations
 
 import ast
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import yaml
 from nbclient import NotebookClient
 
-from alexnet_utils.course import markers
+from alexnet_utils.course.wrong_answers import WrongAnswer, _by_id, apply, graded_cells, patched_source, suite
 
-SUITES = Path(__file__).resolve().parents[1] / "wrong_answers"
+__all__ = ["WrongAnswer", "suite", "graded_cells", "patched_source", "apply", "Replay", "nbgrader_cell_scores"]
+
 CELL_TIMEOUT = 300
-
-
-@dataclass(frozen=True)
-class WrongAnswer:
-    id: str
-    why: str
-    cell: str  # grade_id of the solution cell it patches
-    patches: tuple[tuple[str, str], ...]
-    loses: frozenset[str]  # graded cells that must lose points; empty: an accepted alternative
-
-    @property
-    def accepted(self) -> bool:
-        return not self.loses
-
-
-def suite(assignment: str) -> list[WrongAnswer]:
-    """The wrong answers written for ``assignment`` (empty when it has none yet)."""
-    path = SUITES / f"{assignment}.yaml"
-    if not path.exists():
-        return []
-    out = []
-    for entry in yaml.safe_load(path.read_text()):
-        patches = entry.get("patches") or [{"replace": entry["replace"], "with": entry["with"]}]
-        out.append(WrongAnswer(entry["id"], entry["why"], entry["cell"],
-                               tuple((p["replace"], p["with"]) for p in patches), frozenset(entry["loses"])))
-    ids = [w.id for w in out]
-    assert len(ids) == len(set(ids)), f"{path.name}: duplicate ids"
-    return out
-
-
-def _by_id(nb) -> dict[str, int]:
-    return {c.metadata["nbgrader"]["grade_id"]: i for i, c in enumerate(nb.cells)
-            if "grade_id" in c.get("metadata", {}).get("nbgrader", {})}
-
-
-def graded_cells(nb) -> dict[str, float]:
-    """grade_id -> points of every graded code cell."""
-    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"] for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
-
-
-def patched_source(nb, wrong: WrongAnswer) -> str:
-    """The solution cell's source with the mistake put in (inside its solution region only)."""
-    cells = _by_id(nb)
-    assert wrong.cell in cells, f"{wrong.id}: no cell {wrong.cell!r}"
-    cell = nb.cells[cells[wrong.cell]]
-    assert cell.metadata["nbgrader"].get("solution"), f"{wrong.id}: {wrong.cell!r} is not a solution cell"
-    source = cell.source
-    for old, new in wrong.patches:
-        source = markers.replace_in(source, markers.SOLUTION, old, new)
-    return source
-
-
-def apply(nb, wrong: WrongAnswer):
-    """A copy of ``nb`` with the mistake in place: what that student hands in."""
-    nb = copy.deepcopy(nb)
-    nb.cells[_by_id(nb)[wrong.cell]].source = patched_source(nb, wrong)
-    return nb
 
 
 def _statements(source: str) -> list[tuple[set[str], set[str]]]:

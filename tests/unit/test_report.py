@@ -42,3 +42,27 @@ def test_a_benchmark_started_on_a_busy_machine_says_so_and_judges_no_target(monk
     monkeypatch.setattr(report.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     quiet = report.run(samples=64)
     assert quiet["targets_met"] == {"loader_speedup": True, "fit_speedup": True, "fit_overhead": True, "mfu": True}
+
+
+def test_the_grading_benchmark_hands_in_the_reference_the_blank_and_known_mistakes(tmp_path):
+    import shutil
+
+    import nbformat
+
+    from alexnet_utils.course import release, report, wrong_answers
+
+    name = "02_ablation"
+    for folder in ("source", "release"):
+        shutil.copytree(release.repo_root() / folder / name, tmp_path / folder / name)
+    mistakes = [w for w in wrong_answers.suite(name) if not w.accepted][:2]
+    assert report.generated_class(tmp_path, [name], wrong=2) == 4
+    handed = {p.name for p in (tmp_path / "submitted").iterdir()}
+    assert handed == {"reference", "blank", *(f"wrong-{w.id}" for w in mistakes)}
+    (src,) = release.notebooks(tmp_path / "source" / name)
+    reference = nbformat.read(tmp_path / "submitted" / "reference" / name / src.name, as_version=4)
+    assert all(not c.outputs for c in reference.cells if c.cell_type == "code"), "handed in without outputs"
+    for w in mistakes:
+        nb = nbformat.read(tmp_path / "submitted" / f"wrong-{w.id}" / name / src.name, as_version=4)
+        changed = [c.metadata["nbgrader"]["grade_id"] for c, r in zip(nb.cells, reference.cells, strict=True)
+                   if c.source != r.source]
+        assert changed == [w.cell], f"{w.id} patches its own solution cell only"
