@@ -39,12 +39,36 @@ def doctor(args) -> int:
     for name, src in data.SOURCES.items():
         state = "cached" if data.is_cached(name) else f"missing: python -m alexnet_utils download {name}"
         print(f"  {name:<16} {src.title:<40} {state}")
+    for line in runs_usage(data.cache_dir() / "runs"):
+        print(line)
     try:
         import nbgrader
         print(f"nbgrader      {nbgrader.__version__}")
     except ImportError:
         print("nbgrader      not installed (pip install 'alexnet_utils[lab]' for instructors)")
     return 0
+
+
+def _size(paths) -> int:
+    return sum(f.stat().st_size for f in paths if f.is_file())
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+def runs_usage(runs: Path) -> list[str]:
+    """Disk taken by cached runs, per profile and notebook: what a student deletes when the disk fills."""
+    if not runs.is_dir():
+        return [f"runs          none cached yet ({runs})"]
+    lines = [f"runs          {_mb(_size(runs.rglob('*')))} in {runs}; delete a notebook's folder to retrain it"]
+    for profile in sorted(p for p in runs.iterdir() if p.is_dir()):
+        for folder in sorted(f for f in profile.iterdir() if f.is_dir()):
+            files = list(folder.rglob("*"))
+            aside = [f for f in files if f.name.endswith(".previous.pt")]
+            note = f", {_mb(_size(aside))} of it earlier runs set aside (*.previous.pt)" if aside else ""
+            lines.append(f"  {profile.name}/{folder.name:<24} {_mb(_size(files)):>9}{note}")
+    return lines
 
 
 def download(args) -> int:

@@ -79,6 +79,22 @@ def test_cli_doctor_reports_profile_and_cache():
     assert "profile" in out and "cache" in out and "torch" in out
 
 
+def test_doctor_says_how_much_disk_the_cached_runs_take_and_what_was_set_aside(tmp_path):
+    from alexnet_utils.course.cli import runs_usage
+
+    runs = tmp_path / "runs"
+    assert "none cached yet" in runs_usage(runs)[0]
+    (runs / "quick" / "04_transfer_learning" / "shots_5").mkdir(parents=True)
+    (runs / "quick" / "04_transfer_learning" / "shots_5" / "a.pt").write_bytes(b"x" * 3_000_000)
+    (runs / "quick" / "04_transfer_learning" / "shots_5" / "a.previous.pt").write_bytes(b"x" * 2_000_000)
+    (runs / "smoke" / "01_build_alexnet").mkdir(parents=True)
+    (runs / "smoke" / "01_build_alexnet" / "b.pt").write_bytes(b"x" * 5_000)
+    head, quick, smoke = runs_usage(runs)
+    assert head.startswith("runs") and "5 MB" in head and "delete a notebook's folder" in head
+    assert "quick/04_transfer_learning" in quick and "5 MB" in quick and "2 MB of it earlier runs" in quick
+    assert "smoke/01_build_alexnet" in smoke and "5 kB" in smoke and "earlier" not in smoke
+
+
 def test_cli_refuses_to_grade_students_without_a_sandbox(tmp_path):
     course = scratch_course(tmp_path / "course", "source")
     (course / "submitted" / "ada" / "01_build_alexnet").mkdir(parents=True)
