@@ -43,6 +43,11 @@ class Claim:
     the measurement by one spread would flip it; the note then says what it would take.
     ``measures_cause=False`` marks a figure that does not measure what the claim is
     about (a speed-up that is not the claimed cause's): it can never "agree".
+
+    ``bound="lower"`` (or ``"upper"``) marks a one-sided figure: the true value is at
+    least (at most) ``measured``, as a ratio against a count stuck at its floor. It agrees
+    when every value it allows satisfies the claim, disagrees when none does, and is
+    "not measurable" otherwise, with the bound in the note.
     """
 
     claim: str
@@ -57,6 +62,7 @@ class Claim:
     seeds: int | None = None
     repeats: int | None = None
     measures_cause: bool = True
+    bound: str | None = None
 
     def __post_init__(self):
         if isinstance(self.expected, tuple):
@@ -71,6 +77,11 @@ class Claim:
             object.__setattr__(self, "spread", None)
         if self.spread is not None and self.spread < 0:
             raise ValueError(f"{self.claim!r}: spread is a standard deviation, >= 0; got {self.spread}")
+        if self.bound not in (None, "lower", "upper"):
+            raise ValueError(f"{self.claim!r}: bound is 'lower' (the truth is at least measured), 'upper' or None; "
+                             f"got {self.bound!r}")
+        if self.bound and (isinstance(self.measured, (bool, str)) or isinstance(self.expected, (bool, str))):
+            raise ValueError(f"{self.claim!r}: only a number can be a bound; got measured={self.measured!r}")
         for name in ("seeds", "repeats"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -85,6 +96,26 @@ class Claim:
             return expected == measured
         return abs(measured - expected) <= self.tolerance * abs(expected)
 
+    def _accepted(self) -> tuple[float, float]:
+        """The values the claim accepts, as an interval (open sides infinite)."""
+        if isinstance(self.expected, tuple):
+            low, high = self.expected
+            return (-math.inf if low is None else low), (math.inf if high is None else high)
+        return self.expected - self.tolerance * abs(self.expected), self.expected + self.tolerance * abs(self.expected)
+
+    def _bound_verdict(self) -> str:
+        return self._bound_verdict_at(self.measured)
+
+    def _bound_verdict_at(self, m: float) -> str:
+        """A one-sided figure ``m``: agrees when all it allows is accepted, disagrees when none of it is."""
+        low, high = self._accepted()
+        allowed = (m, math.inf) if self.bound == "lower" else (-math.inf, m)
+        if low <= allowed[0] and allowed[1] <= high:
+            return AGREES
+        if allowed[0] > high or allowed[1] < low:
+            return DISAGREES
+        return NOT_MEASURABLE
+
     def _numeric(self) -> bool:
         return not isinstance(self.measured, (bool, str)) and not isinstance(self.expected, (bool, str))
 
@@ -98,8 +129,9 @@ class Claim:
             return (f"a timing from {self.repeats} repeat{'s' * (self.repeats > 1)} has no spread: "
                     f"time {MIN_REPEATS}+ repeats to judge it")
         if self.spread and self._numeric():
-            flips = self._holds(self.measured) != self._holds(self.measured - self.spread) or \
-                self._holds(self.measured) != self._holds(self.measured + self.spread)
+            judge = self._bound_verdict_at if self.bound else self._holds
+            flips = judge(self.measured) != judge(self.measured - self.spread) or \
+                judge(self.measured) != judge(self.measured + self.spread)
             if flips:
                 return (f"one spread ({_fmt(self.spread)}) either way would flip the verdict: more seeds or "
                         f"repeats, or a longer run, to shrink it")
@@ -112,6 +144,9 @@ class Claim:
             return NOT_MEASURABLE
         if self.noise_reason():
             return NOISE
+        if self.bound:
+            verdict = self._bound_verdict()
+            return NOT_MEASURABLE if verdict == AGREES and not self.measures_cause else verdict
         ok = self._holds(self.measured)
         if ok and not self.measures_cause:
             return NOT_MEASURABLE
@@ -120,7 +155,12 @@ class Claim:
     def full_note(self) -> str:
         """The author's note plus what the noise rule or a figure that misses the cause adds."""
         extra = self.noise_reason()
-        if extra is None and not self.measures_cause and self.verdict == NOT_MEASURABLE and self.measurable:
+        if extra is None and self.bound and self.measurable and self.measured is not None \
+                and self._bound_verdict() == NOT_MEASURABLE:
+            extra = (f"only a bound ({self.measured_text()}): the claim could hold or fail above it"
+                     if self.bound == "lower" else
+                     f"only a bound ({self.measured_text()}): the claim could hold or fail below it")
+        elif extra is None and not self.measures_cause and self.verdict == NOT_MEASURABLE and self.measurable:
             extra = "the figure does not measure the claimed cause, so it cannot confirm it"
         return "; ".join(part for part in (self.note, extra) if part)
 
@@ -140,7 +180,8 @@ class Claim:
         if self.measured is None:
             return "—"
         spread = f" ± {_fmt(self.spread)}" if self.spread is not None and self._numeric() else ""
-        return f"{_fmt(self.measured)}{spread}{f' {self.unit}' if self.unit else ''}"
+        side = {"lower": "≥ ", "upper": "≤ "}.get(self.bound, "")
+        return f"{side}{_fmt(self.measured)}{spread}{f' {self.unit}' if self.unit else ''}"
 
 
 def _fmt(value) -> str:

@@ -115,3 +115,31 @@ def test_spread_and_counts_are_checked():
     with pytest.raises(ValueError, match="seeds"):
         au.Claim("c", "s", 1.0, 1.0, seeds=0)
     assert au.Claim("c", "s", 1.0, 1.0, spread=math.nan).spread is None
+
+
+@pytest.mark.parametrize("expected, measured, bound, verdict", [
+    ((2.0, None), 2.5, "lower", AGREES),            # at least 2.5x: every value it allows is >= 2
+    ((2.0, None), 1.5, "lower", NOT_MEASURABLE),    # at least 1.5x: could be 1.8 or 3
+    ((3.0, 5.0), 3.1, "lower", NOT_MEASURABLE),     # at least 3.1x: could be 4 or 9
+    ((3.0, 5.0), 6.0, "lower", DISAGREES),          # at least 6x: never inside 3-5
+    ((3.0, 5.0), 2.0, "upper", DISAGREES),          # at most 2x
+    ((None, 0.5), 0.4, "upper", AGREES),            # at most 0.4: halved or better
+    (6.0, 4.0, "upper", NOT_MEASURABLE),            # 6x ± 50% is 3 to 9: at most 4 allows 3.5 and 2
+    (6.0, 2.5, "upper", DISAGREES),                 # at most 2.5: below 3
+])
+def test_a_one_sided_figure_agrees_only_when_every_value_it_allows_does(expected, measured, bound, verdict):
+    tolerance = 0.5 if not isinstance(expected, tuple) else 0.0
+    claim = au.Claim("c", "s", expected, measured, tolerance=tolerance, bound=bound, unit="x")
+    assert claim.verdict == verdict
+    assert claim.measured_text().startswith("≥ " if bound == "lower" else "≤ ")
+    if verdict == NOT_MEASURABLE:
+        assert "only a bound" in claim.full_note()
+
+
+def test_a_bound_still_obeys_the_noise_rule_and_takes_numbers_only():
+    assert au.Claim("c", "s", (2.0, None), 2.5, bound="lower", seeds=1).verdict == au.claims.NOISE
+    with pytest.raises(ValueError, match="bound"):
+        au.Claim("c", "s", (2.0, None), 2.5, bound="above")
+    with pytest.raises(ValueError, match="only a number"):
+        au.Claim("c", "s", "yes", "yes", bound="lower")
+    assert au.Claim("c", "s", (2.0, None), 2.5, bound="lower", measures_cause=False).verdict == NOT_MEASURABLE
