@@ -88,13 +88,11 @@ class Claim:
                 raise ValueError(f"{self.claim!r}: {name} counts runs, >= 1; got {value}")
 
     def _holds(self, measured) -> bool:
-        expected = self.expected
-        if isinstance(expected, tuple):
-            low, high = expected
-            return (low is None or measured >= low) and (high is None or measured <= high)
-        if isinstance(expected, (bool, str)) or isinstance(measured, (bool, str)):
-            return expected == measured
-        return abs(measured - expected) <= self.tolerance * abs(expected)
+        exact = isinstance(self.expected, (bool, str)) or isinstance(measured, (bool, str))
+        if exact and not isinstance(self.expected, tuple):
+            return self.expected == measured
+        low, high = self._accepted()
+        return low <= measured <= high
 
     def _accepted(self) -> tuple[float, float]:
         """The values the claim accepts, as an interval (open sides infinite)."""
